@@ -1,0 +1,14 @@
+// Backend tags. A layer's Backend template parameter selects which kernel
+// overloads it calls; the tag hierarchy gives the fallback, as xsimd's
+// architecture tags do. cpu_reference is the plain-loop oracle that every
+// fast path is tested against.
+#pragma once
+
+namespace gptoss {
+
+/// Plain loops, float64 accumulation where it matters: the oracle.
+struct cpu_reference {
+  static constexpr const char* name = "cpu_reference";
+};
+
+}  // namespace gptoss

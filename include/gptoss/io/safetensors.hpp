@@ -1,0 +1,351 @@
+// Reading and writing safetensors files.
+//
+// Format: an 8-byte little-endian header length N, N bytes of JSON
+// ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {..}}),
+// then the raw little-endian tensor data. The reader memory-maps the file,
+// validates the whole header up front (dtypes, shapes, byte sizes, bounds,
+// overlaps) and then hands out zero-copy TensorViews. Every error is a
+// FormatError whose message names the file and, where there is one, the tensor.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gptoss/core/dtype.hpp"
+#include "gptoss/core/error.hpp"
+#include "gptoss/core/tensor_view.hpp"
+#include "gptoss/io/mapped_file.hpp"
+
+namespace gptoss::io {
+
+/// Where one tensor lives in a safetensors file.
+struct TensorInfo {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<index_t> shape;
+  std::size_t offset = 0;  // from the start of the data section
+  std::size_t nbytes = 0;
+
+  index_t numel() const {
+    index_t n = 1;
+    for (auto e : shape) n *= e;
+    return n;
+  }
+};
+
+/// Largest header the reader accepts (the real gpt-oss shards have < 100 KiB).
+inline constexpr std::uint64_t kMaxHeaderBytes = 100u << 20;
+
+/// A validated, memory-mapped safetensors file.
+class SafetensorsFile {
+ public:
+  /// Opens and validates `path`; throws FormatError on any inconsistency.
+  explicit SafetensorsFile(std::filesystem::path path) : file_(std::move(path)) { parse(); }
+
+  const std::filesystem::path& path() const noexcept { return file_.path(); }
+  /// Tensors sorted by name.
+  const std::vector<TensorInfo>& tensors() const noexcept { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const noexcept { return metadata_; }
+
+  bool contains(std::string_view name) const noexcept { return find(name) != nullptr; }
+
+  /// The tensor's record; throws FormatError naming the file when absent.
+  const TensorInfo& info(std::string_view name) const {
+    const TensorInfo* t = find(name);
+    if (t == nullptr) throw FormatError(where() + ": no tensor named '" + std::string(name) + "'");
+    return *t;
+  }
+
+  /// The tensor's raw bytes (zero-copy).
+  std::span<const std::byte> bytes(std::string_view name) const {
+    const TensorInfo& t = info(name);
+    return {data_begin_ + t.offset, t.nbytes};
+  }
+
+  /// A zero-copy view with dtype and rank checked against T and Rank.
+  template <class T, std::size_t Rank>
+  TensorView<const T, Rank> view(std::string_view name) const {
+    const TensorInfo& t = info(name);
+    check_dtype<T>(t);
+    if (t.shape.size() != Rank) {
+      throw FormatError(where(t) + ": expected rank " + std::to_string(Rank) + ", got shape " +
+                        shape_string(t.shape));
+    }
+    const std::byte* p = data_begin_ + t.offset;
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) {
+      throw FormatError(where(t) + ": data is not aligned to " + std::to_string(alignof(T)) +
+                        " bytes; use read() to copy it instead");
+    }
+    std::array<index_t, Rank> shape{};
+    std::copy(t.shape.begin(), t.shape.end(), shape.begin());
+    return TensorView<const T, Rank>(reinterpret_cast<const T*>(p), shape);
+  }
+
+  /// As view(), and the shape must equal `expected`.
+  template <class T, std::size_t Rank>
+  TensorView<const T, Rank> view(std::string_view name,
+                                 const std::array<index_t, Rank>& expected) const {
+    auto v = view<T, Rank>(name);
+    if (v.shape() != expected) {
+      throw FormatError(where(info(name)) + ": expected shape " + shape_string(expected) +
+                        ", got " + shape_string(v.shape()));
+    }
+    return v;
+  }
+
+  /// A copy of the elements (no alignment requirement); dtype must be T's.
+  template <class T>
+  std::vector<T> read(std::string_view name) const {
+    const TensorInfo& t = info(name);
+    check_dtype<T>(t);
+    std::vector<T> out(static_cast<std::size_t>(t.numel()));
+    if (t.nbytes) std::memcpy(out.data(), data_begin_ + t.offset, t.nbytes);
+    return out;
+  }
+
+  /// A float copy of a floating-point tensor (F64, F32, F16 or BF16).
+  std::vector<float> read_as_float(std::string_view name) const {
+    const TensorInfo& t = info(name);
+    switch (t.dtype) {
+      case DType::F32: return read<float>(name);
+      case DType::F64: return convert<double>(name);
+      case DType::BF16: return convert<bf16>(name);
+      case DType::F16: return convert<f16>(name);
+      default:
+        throw FormatError(where(t) + ": dtype " + std::string(dtype_name(t.dtype)) +
+                          " is not a floating-point type");
+    }
+  }
+
+  /// "file 'path'" or "file 'path', tensor 'name'": the prefix of error messages.
+  std::string where() const { return "safetensors file '" + path().string() + "'"; }
+  std::string where(const TensorInfo& t) const { return where() + ", tensor '" + t.name + "'"; }
+
+ private:
+  template <class T>
+  void check_dtype(const TensorInfo& t) const {
+    if (t.dtype != dtype_of_v<T>) {
+      throw FormatError(where(t) + ": expected dtype " + std::string(dtype_name(dtype_of_v<T>)) +
+                        ", got " + std::string(dtype_name(t.dtype)));
+    }
+  }
+
+  template <class Src>
+  std::vector<float> convert(std::string_view name) const {
+    const std::vector<Src> src = read<Src>(name);
+    std::vector<float> out(src.size());
+    for (std::size_t i = 0; i < src.size(); ++i) {
+      if constexpr (std::is_same_v<Src, double>) {
+        out[i] = static_cast<float>(src[i]);
+      } else {
+        out[i] = src[i].to_float();
+      }
+    }
+    return out;
+  }
+
+  const TensorInfo* find(std::string_view name) const noexcept {
+    auto it = std::lower_bound(tensors_.begin(), tensors_.end(), name,
+                               [](const TensorInfo& t, std::string_view n) { return t.name < n; });
+    return (it != tensors_.end() && it->name == name) ? &*it : nullptr;
+  }
+
+  [[noreturn]] void bad(const std::string& what) const { throw FormatError(where() + ": " + what); }
+
+  static std::uint64_t json_index(const nlohmann::json& j, const std::string& ctx,
+                                  const SafetensorsFile& self) {
+    if (!j.is_number_integer() && !j.is_number_unsigned()) {
+      self.bad(ctx + " must be a non-negative integer, got " + j.dump());
+    }
+    if (j.is_number_integer() && j.get<std::int64_t>() < 0) {
+      self.bad(ctx + " must be a non-negative integer, got " + j.dump());
+    }
+    return j.get<std::uint64_t>();
+  }
+
+  void parse() {
+    const std::size_t file_size = file_.size();
+    if (file_size < 8) {
+      bad("truncated: " + std::to_string(file_size) +
+          " bytes, fewer than the 8-byte header length");
+    }
+    std::uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) {
+      header_len = (header_len << 8) | static_cast<std::uint8_t>(file_.data()[i]);
+    }
+    if (header_len > kMaxHeaderBytes) {
+      bad("header length " + std::to_string(header_len) + " exceeds the " +
+          std::to_string(kMaxHeaderBytes) + "-byte limit");
+    }
+    if (header_len > file_size - 8) {
+      bad("header length " + std::to_string(header_len) + " runs past the end of the file (" +
+          std::to_string(file_size) + " bytes)");
+    }
+    const char* text = reinterpret_cast<const char*>(file_.data() + 8);
+    nlohmann::json header;
+    try {
+      header = nlohmann::json::parse(text, text + header_len);
+    } catch (const nlohmann::json::exception& e) {
+      bad(std::string("header is not valid JSON: ") + e.what());
+    }
+    if (!header.is_object()) bad("header is not a JSON object");
+
+    data_begin_ = file_.data() + 8 + header_len;
+    const std::uint64_t data_size = file_size - 8 - header_len;
+
+    for (const auto& [name, entry] : header.items()) {
+      if (name == "__metadata__") {
+        if (!entry.is_object()) bad("__metadata__ is not an object");
+        for (const auto& [key, value] : entry.items()) {
+          if (!value.is_string()) bad("__metadata__ value for '" + key + "' is not a string");
+          metadata_[key] = value.get<std::string>();
+        }
+        continue;
+      }
+      const std::string ctx = "tensor '" + name + "'";
+      if (!entry.is_object()) bad(ctx + ": entry is not an object");
+      if (!entry.contains("dtype") || !entry["dtype"].is_string()) bad(ctx + ": missing dtype");
+      if (!entry.contains("shape") || !entry["shape"].is_array()) bad(ctx + ": missing shape");
+      if (!entry.contains("data_offsets") || !entry["data_offsets"].is_array() ||
+          entry["data_offsets"].size() != 2) {
+        bad(ctx + ": data_offsets must be an array of two integers");
+      }
+      TensorInfo t;
+      t.name = name;
+      const std::string dtype = entry["dtype"].get<std::string>();
+      const auto parsed = parse_dtype(dtype);
+      if (!parsed) bad(ctx + ": unknown dtype '" + dtype + "'");
+      t.dtype = *parsed;
+
+      // Element count with overflow checks: a 2^60 extent must not wrap.
+      std::uint64_t count = 1;
+      for (const auto& e : entry["shape"]) {
+        const std::uint64_t extent = json_index(e, ctx + ": shape extent", *this);
+        if (extent > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) ||
+            (extent != 0 && count > std::numeric_limits<std::uint64_t>::max() / extent)) {
+          bad(ctx + ": shape " + entry["shape"].dump() + " is too large");
+        }
+        count *= extent;
+        t.shape.push_back(static_cast<index_t>(extent));
+      }
+      const std::uint64_t elem = dtype_size(t.dtype);
+      if (count > data_size / elem + 1) {
+        bad(ctx + ": shape " + entry["shape"].dump() + " needs more bytes than the file holds");
+      }
+      const std::uint64_t begin = json_index(entry["data_offsets"][0], ctx + ": data offset", *this);
+      const std::uint64_t end = json_index(entry["data_offsets"][1], ctx + ": data offset", *this);
+      if (begin > end) {
+        bad(ctx + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+            "] are reversed");
+      }
+      if (end > data_size) {
+        bad(ctx + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
+            "] run past the data section (" + std::to_string(data_size) +
+            " bytes; the file may be truncated)");
+      }
+      if (end - begin != count * elem) {
+        bad(ctx + ": " + std::to_string(end - begin) + " bytes in data_offsets, but dtype " +
+            dtype + " and shape " + entry["shape"].dump() + " need " +
+            std::to_string(count * elem));
+      }
+      t.offset = static_cast<std::size_t>(begin);
+      t.nbytes = static_cast<std::size_t>(end - begin);
+      tensors_.push_back(std::move(t));
+    }
+
+    // No two tensors may share bytes.
+    std::vector<const TensorInfo*> by_offset;
+    for (const auto& t : tensors_) by_offset.push_back(&t);
+    std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
+      return a->offset != b->offset ? a->offset < b->offset : a->nbytes < b->nbytes;
+    });
+    for (std::size_t i = 1; i < by_offset.size(); ++i) {
+      const TensorInfo& prev = *by_offset[i - 1];
+      const TensorInfo& cur = *by_offset[i];
+      if (prev.nbytes != 0 && cur.nbytes != 0 && cur.offset < prev.offset + prev.nbytes) {
+        bad("tensors '" + prev.name + "' and '" + cur.name + "' overlap in the data section");
+      }
+    }
+    std::sort(tensors_.begin(), tensors_.end(),
+              [](const TensorInfo& a, const TensorInfo& b) { return a.name < b.name; });
+  }
+
+  MappedFile file_;
+  const std::byte* data_begin_ = nullptr;
+  std::vector<TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+/// One tensor to be written: its name, dtype, shape and raw bytes.
+struct TensorRecord {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<index_t> shape;
+  std::span<const std::byte> data;
+
+  template <class T>
+  static TensorRecord of(std::string name, std::vector<index_t> shape, std::span<const T> values) {
+    return {std::move(name), dtype_of_v<T>, std::move(shape), std::as_bytes(values)};
+  }
+};
+
+/// Writes a safetensors file. Tensors are laid out back to back (no holes, as
+/// other safetensors readers require), widest dtype first, after a header
+/// padded to 8 bytes, so every tensor is aligned to its element size. Throws
+/// ShapeError when a record's byte size disagrees with its dtype and shape,
+/// Error on I/O failure.
+inline void write_safetensors(const std::filesystem::path& path,
+                              std::span<const TensorRecord> tensors,
+                              const std::map<std::string, std::string>& metadata = {}) {
+  std::vector<const TensorRecord*> order;
+  for (const auto& t : tensors) {
+    std::uint64_t count = 1;
+    for (auto e : t.shape) count *= static_cast<std::uint64_t>(e);
+    if (count * dtype_size(t.dtype) != t.data.size()) {
+      throw ShapeError("write_safetensors: tensor '" + t.name + "' has " +
+                       std::to_string(t.data.size()) + " bytes, but dtype " +
+                       std::string(dtype_name(t.dtype)) + " and shape " + shape_string(t.shape) +
+                       " need " + std::to_string(count * dtype_size(t.dtype)));
+    }
+    order.push_back(&t);
+  }
+  std::stable_sort(order.begin(), order.end(), [](const TensorRecord* a, const TensorRecord* b) {
+    return dtype_size(a->dtype) > dtype_size(b->dtype);
+  });
+  nlohmann::ordered_json header = nlohmann::ordered_json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  std::uint64_t offset = 0;
+  for (const TensorRecord* t : order) {
+    header[t->name] = {{"dtype", dtype_name(t->dtype)},
+                       {"shape", t->shape},
+                       {"data_offsets", {offset, offset + t->data.size()}}};
+    offset += t->data.size();
+  }
+  std::string text = header.dump();
+  text.resize((text.size() + 7) / 8 * 8, ' ');
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  if (!out) throw Error("cannot write '" + path.string() + "'");
+  const std::uint64_t n = text.size();
+  char len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out.write(len, 8);
+  out.write(text.data(), static_cast<std::streamsize>(text.size()));
+  for (const TensorRecord* t : order) {
+    out.write(reinterpret_cast<const char*>(t->data.data()),
+              static_cast<std::streamsize>(t->data.size()));
+  }
+  if (!out) throw Error("error while writing '" + path.string() + "'");
+}
+
+}  // namespace gptoss::io

@@ -1,0 +1,70 @@
+// Reference attention with learned sink logits, GQA and an optional sliding
+// window, in float64: the oracle for every fast attention kernel.
+//
+// For query head h (KV head h / (nq / nkv)) at absolute position p, key j at
+// absolute position pk[j] is visible iff pk[j] <= p and (window == 0 or
+// p - window < pk[j]). The softmax runs over the visible scores
+// scale * q.k plus the head's sink logit; the sink's probability is dropped.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gptoss/core/backend.hpp"
+#include "gptoss/core/tensor_view.hpp"
+
+namespace gptoss::kernels {
+
+/// out (T, nq * D) = attention of q (T, nq, D) at positions q_pos (T) over
+/// keys k (S, nkv, D) and values v (S, nkv, D) at positions k_pos (S), with
+/// sinks (nq) and the given scale; window 0 means unlimited.
+inline void sink_attention(cpu_reference, TensorView<const float, 3> q,
+                           VectorView<const index_t> q_pos, TensorView<const float, 3> k,
+                           TensorView<const float, 3> v, VectorView<const index_t> k_pos,
+                           VectorView<const float> sinks, float scale, index_t window,
+                           MatrixView<float> out) {
+  const index_t t_count = q.extent(0), nq = q.extent(1), d = q.extent(2);
+  const index_t s_count = k.extent(0), nkv = k.extent(1);
+  if (nkv == 0 || nq % nkv != 0 || k.extent(2) != d || v.shape() != k.shape() ||
+      q_pos.extent(0) != t_count || k_pos.extent(0) != s_count || sinks.extent(0) != nq ||
+      out.extent(0) != t_count || out.extent(1) != nq * d) {
+    throw ShapeError("sink_attention: q " + shape_string(q.shape()) + ", k " +
+                     shape_string(k.shape()) + ", v " + shape_string(v.shape()) + ", sinks " +
+                     shape_string(sinks.shape()) + ", out " + shape_string(out.shape()) +
+                     " do not fit");
+  }
+  const index_t group = nq / nkv;
+  std::vector<double> w(static_cast<std::size_t>(s_count));
+  for (index_t t = 0; t < t_count; ++t) {
+    const index_t p = q_pos[t];
+    for (index_t h = 0; h < nq; ++h) {
+      const index_t kv = h / group;
+      double max_score = sinks[h];
+      for (index_t j = 0; j < s_count; ++j) {
+        const bool visible = k_pos[j] <= p && (window == 0 || p - window < k_pos[j]);
+        if (!visible) {
+          w[j] = -std::numeric_limits<double>::infinity();
+          continue;
+        }
+        double dot = 0.0;
+        for (index_t i = 0; i < d; ++i) dot += static_cast<double>(q(t, h, i)) * k(j, kv, i);
+        w[j] = dot * scale;
+        max_score = std::max(max_score, w[j]);
+      }
+      double denom = std::exp(static_cast<double>(sinks[h]) - max_score);
+      for (index_t j = 0; j < s_count; ++j) {
+        w[j] = std::exp(w[j] - max_score);
+        denom += w[j];
+      }
+      for (index_t i = 0; i < d; ++i) {
+        double acc = 0.0;
+        for (index_t j = 0; j < s_count; ++j) acc += w[j] * v(j, kv, i);
+        out(t, h * d + i) = static_cast<float>(acc / denom);
+      }
+    }
+  }
+}
+
+}  // namespace gptoss::kernels

@@ -1,0 +1,184 @@
+// SlidingSinkAttention: the gpt-oss attention block.
+//
+//   t = RMSNorm(x)                                   (T, H)
+//   qkv = t Wqkv^T + bqkv                            (T, D (nq + 2 nkv)), merged q | k | v
+//   q, k = YaRN(q, k) at the tokens' positions
+//   a = softmax-with-sink(q k^T / sqrt(D), causal, window) v   (GQA: head h reads KV head h / (nq/nkv))
+//   out = x + a Wout^T + bout                        (T, H)
+//
+// The window is part of the type: AttentionSpan::sliding layers see keys j
+// with q - W < j <= q, AttentionSpan::full layers every j <= q. Each query
+// head has a learned sink logit that joins the softmax denominator and whose
+// probability is dropped.
+#pragma once
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gptoss/config/model_dims.hpp"
+#include "gptoss/core/backend.hpp"
+#include "gptoss/core/bf16.hpp"
+#include "gptoss/core/tensor_view.hpp"
+#include "gptoss/kernels/reference/attention.hpp"
+#include "gptoss/kernels/reference/linear.hpp"
+#include "gptoss/layers/rms_norm.hpp"
+#include "gptoss/layers/yarn_rope.hpp"
+
+namespace gptoss {
+
+enum class AttentionSpan { full, sliding };
+
+/// Shape of an attention block.
+struct AttentionParams {
+  index_t hidden = 2880;
+  index_t head_dim = 64;
+  index_t num_heads = 64;
+  index_t num_kv_heads = 8;
+  index_t sliding_window = 128;  // used by AttentionSpan::sliding layers
+  RopeParams rope{};
+  float rms_eps = 1e-5f;
+
+  static AttentionParams from(const ModelDims& d) {
+    return {d.hidden, d.head_dim, d.num_heads, d.num_kv_heads, d.sliding_window, d.rope(), d.rms_eps};
+  }
+  index_t q_dim() const noexcept { return head_dim * num_heads; }
+  index_t kv_dim() const noexcept { return head_dim * num_kv_heads; }
+  index_t qkv_dim() const noexcept { return q_dim() + 2 * kv_dim(); }
+};
+
+/// Weights of an attention block, named as in the gpt-oss checkpoint
+/// (`block.{i}.attn.` + name).
+struct AttentionWeights {
+  RMSNormWeights norm;               // norm.scale (H)
+  MatrixView<const bf16> qkv_weight; // qkv.weight (D (nq + 2 nkv), H)
+  VectorView<const bf16> qkv_bias;   // qkv.bias   (D (nq + 2 nkv))
+  VectorView<const bf16> sinks;      // sinks      (nq)
+  MatrixView<const bf16> out_weight; // out.weight (H, D nq)
+  VectorView<const bf16> out_bias;   // out.bias   (H)
+
+  /// Visits every tensor with its checkpoint name.
+  template <class F>
+  void for_each(F&& f) {
+    f("norm.scale", norm.scale);
+    f("qkv.weight", qkv_weight);
+    f("qkv.bias", qkv_bias);
+    f("sinks", sinks);
+    f("out.weight", out_weight);
+    f("out.bias", out_bias);
+  }
+};
+
+template <AttentionSpan Span, class Backend = cpu_reference>
+class SlidingSinkAttention {
+ public:
+  using Weights = AttentionWeights;
+  static constexpr AttentionSpan kSpan = Span;
+
+  explicit SlidingSinkAttention(const AttentionParams& p,
+                                index_t rope_table_positions = YaRNRope<Backend>::kDefaultTablePositions)
+      : p_(p), norm_(p.hidden, p.rms_eps), rope_(p.rope, rope_table_positions) {
+    if (p.num_kv_heads <= 0 || p.num_heads % p.num_kv_heads != 0) {
+      throw ConfigError("SlidingSinkAttention: " + std::to_string(p.num_heads) +
+                        " query heads are not a multiple of " + std::to_string(p.num_kv_heads) +
+                        " KV heads");
+    }
+    if (p.rope.head_dim != p.head_dim) {
+      throw ConfigError("SlidingSinkAttention: rope head_dim " + std::to_string(p.rope.head_dim) +
+                        " differs from head_dim " + std::to_string(p.head_dim));
+    }
+    if (Span == AttentionSpan::sliding && p.sliding_window <= 0) {
+      throw ConfigError("SlidingSinkAttention: a sliding layer needs a positive window, got " +
+                        std::to_string(p.sliding_window));
+    }
+  }
+
+  const AttentionParams& params() const noexcept { return p_; }
+  const YaRNRope<Backend>& rope() const noexcept { return rope_; }
+  /// 0 for full layers, the window for sliding ones.
+  index_t window() const noexcept { return Span == AttentionSpan::sliding ? p_.sliding_window : 0; }
+  float scale() const noexcept { return 1.0f / std::sqrt(static_cast<float>(p_.head_dim)); }
+
+  /// Checks every weight's shape; throws ShapeError naming the tensor.
+  void check(const Weights& w) const {
+    require_shape(w.norm.scale, {p_.hidden}, "attn norm.scale");
+    require_shape(w.qkv_weight, {p_.qkv_dim(), p_.hidden}, "attn qkv.weight");
+    require_shape(w.qkv_bias, {p_.qkv_dim()}, "attn qkv.bias");
+    require_shape(w.sinks, {p_.num_heads}, "attn sinks");
+    require_shape(w.out_weight, {p_.hidden, p_.q_dim()}, "attn out.weight");
+    require_shape(w.out_bias, {p_.hidden}, "attn out.bias");
+  }
+
+  /// Projects x (T, H) at positions first_position.. to rotated q (T, nq, D)
+  /// and k (T, nkv, D) and plain v (T, nkv, D).
+  void project(const Weights& w, MatrixView<const float> x, index_t first_position,
+               TensorView<float, 3> q, TensorView<float, 3> k, TensorView<float, 3> v) const {
+    const index_t t_count = x.extent(0);
+    Tensor<float, 2> normed({t_count, p_.hidden});
+    norm_.forward(w.norm, x, normed.view());
+    Tensor<float, 2> qkv({t_count, p_.qkv_dim()});
+    kernels::linear(Backend{}, w.qkv_weight, w.qkv_bias, normed.view(), qkv.view());
+    for (index_t t = 0; t < t_count; ++t) {
+      for (index_t i = 0; i < p_.q_dim(); ++i) q.data()[t * p_.q_dim() + i] = qkv(t, i);
+      for (index_t i = 0; i < p_.kv_dim(); ++i) {
+        k.data()[t * p_.kv_dim() + i] = qkv(t, p_.q_dim() + i);
+        v.data()[t * p_.kv_dim() + i] = qkv(t, p_.q_dim() + p_.kv_dim() + i);
+      }
+    }
+    rope_.forward(q, first_position);
+    rope_.forward(k, first_position);
+  }
+
+  /// out (T, H) = x + attn(RMSNorm(x)) for x (T, H) whose tokens sit at
+  /// positions first_position, first_position + 1, ... with no earlier
+  /// context (a prefill). out may alias x.
+  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
+               index_t first_position = 0) const {
+    check(w);
+    check_io(x, out);
+    const index_t t_count = x.extent(0);
+    Tensor<float, 3> q({t_count, p_.num_heads, p_.head_dim});
+    Tensor<float, 3> k({t_count, p_.num_kv_heads, p_.head_dim});
+    Tensor<float, 3> v({t_count, p_.num_kv_heads, p_.head_dim});
+    project(w, x, first_position, q.view(), k.view(), v.view());
+    std::vector<index_t> positions(static_cast<std::size_t>(t_count));
+    for (index_t t = 0; t < t_count; ++t) positions[static_cast<std::size_t>(t)] = first_position + t;
+    const VectorView<const index_t> pos(positions.data(), {t_count});
+    attend_and_project(w, x, q.view(), pos, k.view(), v.view(), pos, out);
+  }
+
+  /// out (T, H) = x + Wout attention(q over k, v) + bout: the part after the
+  /// projections, shared by prefill and cached decoding.
+  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                          VectorView<const index_t> q_pos, TensorView<const float, 3> k,
+                          TensorView<const float, 3> v, VectorView<const index_t> k_pos,
+                          MatrixView<float> out) const {
+    const index_t t_count = x.extent(0);
+    std::vector<float> sinks(static_cast<std::size_t>(p_.num_heads));
+    for (index_t h = 0; h < p_.num_heads; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
+    Tensor<float, 2> attn({t_count, p_.q_dim()});
+    kernels::sink_attention(Backend{}, q, q_pos, k, v, k_pos,
+                            VectorView<const float>(sinks.data(), {p_.num_heads}), scale(),
+                            window(), attn.view());
+    Tensor<float, 2> projected({t_count, p_.hidden});
+    kernels::linear(Backend{}, w.out_weight, w.out_bias, attn.view(), projected.view());
+    for (index_t t = 0; t < t_count; ++t) {
+      for (index_t i = 0; i < p_.hidden; ++i) out(t, i) = x(t, i) + projected(t, i);
+    }
+  }
+
+ private:
+  void check_io(MatrixView<const float> x, MatrixView<float> out) const {
+    if (x.extent(1) != p_.hidden || out.shape() != x.shape()) {
+      throw ShapeError("SlidingSinkAttention: input " + shape_string(x.shape()) + " and output " +
+                       shape_string(out.shape()) + " must both be (T, " +
+                       std::to_string(p_.hidden) + ")");
+    }
+  }
+
+  AttentionParams p_;
+  RMSNorm<Backend> norm_;
+  YaRNRope<Backend> rope_;
+};
+
+}  // namespace gptoss
