@@ -113,6 +113,8 @@ struct ModelDims {
     return "";
   }
   constexpr bool valid() const noexcept { return first_violation()[0] == '\0'; }
+
+  friend constexpr bool operator==(const ModelDims&, const ModelDims&) = default;
 };
 
 /// Throws ConfigError naming the broken rule.

@@ -36,6 +36,9 @@ class Embedding {
   index_t vocab() const noexcept { return vocab_; }
   index_t hidden() const noexcept { return hidden_; }
 
+  template <class W, class F>
+  void visit_weights(W& w, F&& f) const { f("weight", w.table, std::array{vocab_, hidden_}); }
+
   void forward(const Weights& w, std::span<const std::int32_t> tokens, MatrixView<float> out) const {
     require_shape(w.table, {vocab_, hidden_}, "embedding.weight");
     require_shape(out, {static_cast<index_t>(tokens.size()), hidden_}, "embedding output");
@@ -62,6 +65,9 @@ class Unembedding {
   Unembedding(index_t vocab, index_t hidden) : vocab_(vocab), hidden_(hidden) {}
   index_t vocab() const noexcept { return vocab_; }
   index_t hidden() const noexcept { return hidden_; }
+
+  template <class W, class F>
+  void visit_weights(W& w, F&& f) const { f("weight", w.weight, std::array{vocab_, hidden_}); }
 
   void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out) const {
     require_shape(w.weight, {vocab_, hidden_}, "unembedding.weight");

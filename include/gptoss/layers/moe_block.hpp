@@ -67,6 +67,7 @@ struct MoERouting {
 template <WeightMatrix ExpertMatrix = FP4TensorView<MXFP4Checkpoint>, class Backend = cpu_reference>
 class MoEBlock {
  public:
+  using Params = MoEParams;
   using Weights = MoEWeights<ExpertMatrix>;
 
   explicit MoEBlock(const MoEParams& p) : p_(p), norm_(p.hidden, p.rms_eps) {
@@ -80,6 +81,21 @@ class MoEBlock {
   }
 
   const MoEParams& params() const noexcept { return p_; }
+
+  /// Calls f(name, tensor, expected shape) for every weight, with the
+  /// checkpoint's names; expert matrices come as the per-expert vector with
+  /// shape (E, rows, cols). W is Weights or const Weights.
+  template <class W, class F>
+  void visit_weights(W& w, F&& f) const {
+    const index_t e = p_.num_experts, h = p_.hidden, i = p_.intermediate;
+    f("norm.scale", w.norm.scale, std::array{h});
+    f("gate.weight", w.gate_weight, std::array{e, h});
+    f("gate.bias", w.gate_bias, std::array{e});
+    f("mlp1_weight", w.mlp1_weight, std::array{e, 2 * i, h});
+    f("mlp1_bias", w.mlp1_bias, std::array{e, 2 * i});
+    f("mlp2_weight", w.mlp2_weight, std::array{e, h, i});
+    f("mlp2_bias", w.mlp2_bias, std::array{e, h});
+  }
 
   /// Checks every weight's shape; throws ShapeError naming the tensor.
   void check(const Weights& w) const {
@@ -137,22 +153,39 @@ class MoEBlock {
     norm_.forward(w.norm, x, normed.view());
     MoERouting r = route(w, normed.view());
 
-    Tensor<float, 2> up({1, 2 * inter}), act({1, inter}), down({1, h});
-    std::vector<double> acc(static_cast<std::size_t>(h));
-    for (index_t t = 0; t < t_count; ++t) {
-      std::fill(acc.begin(), acc.end(), 0.0);
-      const MatrixView<const float> xt = normed.view().slice(t, t + 1);
-      for (index_t j = 0; j < p_.experts_per_token; ++j) {
-        const index_t e = r.indices(t, j);
-        const double weight = r.weights(t, j);
-        kernels::linear(Backend{}, w.mlp1_weight[static_cast<std::size_t>(e)], w.mlp1_bias[e], xt,
-                        up.view());
-        kernels::swiglu(Backend{}, up.view(), kernels::kSwigluAlpha, p_.swiglu_limit, act.view());
-        kernels::linear(Backend{}, w.mlp2_weight[static_cast<std::size_t>(e)], w.mlp2_bias[e],
-                        MatrixView<const float>(act.view()), down.view());
-        for (index_t i = 0; i < h; ++i) acc[static_cast<std::size_t>(i)] += weight * down(0, i);
+    // Tokens are grouped by expert so each expert's weights are read once.
+    std::vector<double> acc(static_cast<std::size_t>(t_count * h), 0.0);  // (T, H)
+    for (index_t e = 0; e < p_.num_experts; ++e) {
+      std::vector<index_t> tokens;
+      std::vector<double> gates;
+      for (index_t t = 0; t < t_count; ++t) {
+        for (index_t j = 0; j < p_.experts_per_token; ++j) {
+          if (r.indices(t, j) == e) {
+            tokens.push_back(t);
+            gates.push_back(r.weights(t, j));
+          }
+        }
       }
-      for (index_t i = 0; i < h; ++i) out(t, i) = static_cast<float>(x(t, i) + acc[static_cast<std::size_t>(i)]);
+      if (tokens.empty()) continue;
+      const index_t n = static_cast<index_t>(tokens.size());
+      Tensor<float, 2> xe({n, h}), up({n, 2 * inter}), act({n, inter}), down({n, h});
+      for (index_t i = 0; i < n; ++i) {
+        std::copy_n(&normed(tokens[static_cast<std::size_t>(i)], 0), h, &xe(i, 0));
+      }
+      kernels::linear(Backend{}, w.mlp1_weight[static_cast<std::size_t>(e)], w.mlp1_bias[e],
+                      MatrixView<const float>(xe.view()), up.view());
+      kernels::swiglu(Backend{}, up.view(), kernels::kSwigluAlpha, p_.swiglu_limit, act.view());
+      kernels::linear(Backend{}, w.mlp2_weight[static_cast<std::size_t>(e)], w.mlp2_bias[e],
+                      MatrixView<const float>(act.view()), down.view());
+      for (index_t i = 0; i < n; ++i) {
+        double* row = &acc[static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)] * h)];
+        for (index_t c = 0; c < h; ++c) row[c] += gates[static_cast<std::size_t>(i)] * down(i, c);
+      }
+    }
+    for (index_t t = 0; t < t_count; ++t) {
+      for (index_t c = 0; c < h; ++c) {
+        out(t, c) = static_cast<float>(x(t, c) + acc[static_cast<std::size_t>(t * h + c)]);
+      }
     }
     if (routing != nullptr) *routing = std::move(r);
   }

@@ -12,9 +12,6 @@ namespace gptoss {
 /// Weights of an RMSNorm.
 struct RMSNormWeights {
   VectorView<const bf16> scale;  // (D)
-
-  template <class F>
-  void for_each(F&& f) { f("scale", scale); }
 };
 
 /// y = x / sqrt(mean(x^2) + eps) * scale, row by row.
@@ -29,6 +26,10 @@ class RMSNorm {
 
   index_t dim() const noexcept { return dim_; }
   float eps() const noexcept { return eps_; }
+
+  /// Calls f(name, tensor, expected shape) for the scale.
+  template <class W, class F>
+  void visit_weights(W& w, F&& f) const { f("scale", w.scale, std::array{dim_}); }
 
   /// out (T, D) = RMSNorm(x (T, D)); out may alias x.
   void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out) const {

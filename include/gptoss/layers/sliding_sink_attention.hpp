@@ -24,6 +24,7 @@
 #include "gptoss/kernels/reference/linear.hpp"
 #include "gptoss/layers/rms_norm.hpp"
 #include "gptoss/layers/yarn_rope.hpp"
+#include "gptoss/model/kv_cache.hpp"
 
 namespace gptoss {
 
@@ -56,22 +57,12 @@ struct AttentionWeights {
   VectorView<const bf16> sinks;      // sinks      (nq)
   MatrixView<const bf16> out_weight; // out.weight (H, D nq)
   VectorView<const bf16> out_bias;   // out.bias   (H)
-
-  /// Visits every tensor with its checkpoint name.
-  template <class F>
-  void for_each(F&& f) {
-    f("norm.scale", norm.scale);
-    f("qkv.weight", qkv_weight);
-    f("qkv.bias", qkv_bias);
-    f("sinks", sinks);
-    f("out.weight", out_weight);
-    f("out.bias", out_bias);
-  }
 };
 
 template <AttentionSpan Span, class Backend = cpu_reference>
 class SlidingSinkAttention {
  public:
+  using Params = AttentionParams;
   using Weights = AttentionWeights;
   static constexpr AttentionSpan kSpan = Span;
 
@@ -98,6 +89,18 @@ class SlidingSinkAttention {
   /// 0 for full layers, the window for sliding ones.
   index_t window() const noexcept { return Span == AttentionSpan::sliding ? p_.sliding_window : 0; }
   float scale() const noexcept { return 1.0f / std::sqrt(static_cast<float>(p_.head_dim)); }
+
+  /// Calls f(name, tensor, expected shape) for every weight, with the
+  /// checkpoint's names; W is Weights or const Weights.
+  template <class W, class F>
+  void visit_weights(W& w, F&& f) const {
+    f("norm.scale", w.norm.scale, std::array{p_.hidden});
+    f("qkv.weight", w.qkv_weight, std::array{p_.qkv_dim(), p_.hidden});
+    f("qkv.bias", w.qkv_bias, std::array{p_.qkv_dim()});
+    f("sinks", w.sinks, std::array{p_.num_heads});
+    f("out.weight", w.out_weight, std::array{p_.hidden, p_.q_dim()});
+    f("out.bias", w.out_bias, std::array{p_.hidden});
+  }
 
   /// Checks every weight's shape; throws ShapeError naming the tensor.
   void check(const Weights& w) const {
@@ -145,6 +148,36 @@ class SlidingSinkAttention {
     for (index_t t = 0; t < t_count; ++t) positions[static_cast<std::size_t>(t)] = first_position + t;
     const VectorView<const index_t> pos(positions.data(), {t_count});
     attend_and_project(w, x, q.view(), pos, k.view(), v.view(), pos, out);
+  }
+
+  /// As forward(), for tokens that continue the sequence held in `cache`:
+  /// queries attend to the cached keys and to each other (causally), then the
+  /// new keys and values join the cache. first_position must be the number of
+  /// tokens the sequence held before.
+  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
+               LayerKVCache& cache, index_t first_position) const {
+    check(w);
+    check_io(x, out);
+    const index_t t_count = x.extent(0), held = cache.size();
+    const index_t nkv = p_.num_kv_heads, d = p_.head_dim;
+    Tensor<float, 3> q({t_count, p_.num_heads, d});
+    Tensor<float, 3> k({t_count, nkv, d}), v({t_count, nkv, d});
+    project(w, x, first_position, q.view(), k.view(), v.view());
+
+    // Keys visible to this step: the cache's, then the new tokens'.
+    Tensor<float, 3> k_all({held + t_count, nkv, d}), v_all({held + t_count, nkv, d});
+    std::vector<index_t> k_pos(static_cast<std::size_t>(held + t_count));
+    std::copy_n(cache.keys().data(), held * nkv * d, k_all.data());
+    std::copy_n(cache.values().data(), held * nkv * d, v_all.data());
+    std::copy_n(cache.positions().data(), held, k_pos.begin());
+    std::copy_n(k.data(), t_count * nkv * d, k_all.data() + held * nkv * d);
+    std::copy_n(v.data(), t_count * nkv * d, v_all.data() + held * nkv * d);
+    for (index_t t = 0; t < t_count; ++t) k_pos[static_cast<std::size_t>(held + t)] = first_position + t;
+
+    const VectorView<const index_t> q_pos(k_pos.data() + held, {t_count});
+    attend_and_project(w, x, q.view(), q_pos, k_all.view(), v_all.view(),
+                       VectorView<const index_t>(k_pos.data(), {held + t_count}), out);
+    cache.append(k.view(), v.view(), first_position);
   }
 
   /// out (T, H) = x + Wout attention(q over k, v) + bout: the part after the

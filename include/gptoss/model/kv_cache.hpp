@@ -1,0 +1,106 @@
+// Per-layer key/value cache for incremental decoding.
+//
+// A sliding-window layer keeps only its last `window` keys in a ring buffer:
+// its memory is bounded by the window, whatever the context length. A full
+// layer grows (doubling) as tokens arrive, up to the sequence's context
+// limit. Slots are not in position order; each slot records its position and
+// the attention kernels mask by position.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "gptoss/core/error.hpp"
+#include "gptoss/core/tensor_view.hpp"
+
+namespace gptoss {
+
+class LayerKVCache {
+ public:
+  /// window 0: a full-attention layer, bounded by max_context; otherwise a
+  /// ring of `window` slots.
+  LayerKVCache(index_t num_kv_heads, index_t head_dim, index_t window, index_t max_context)
+      : row_(num_kv_heads * head_dim), heads_(num_kv_heads), head_dim_(head_dim),
+        window_(window), max_context_(max_context) {
+    if (num_kv_heads <= 0 || head_dim <= 0 || window < 0 || max_context <= 0) {
+      throw ConfigError("LayerKVCache: invalid shape (kv heads " + std::to_string(num_kv_heads) +
+                        ", head_dim " + std::to_string(head_dim) + ", window " +
+                        std::to_string(window) + ", max_context " + std::to_string(max_context) + ")");
+    }
+    if (window_ > 0) reserve(std::min(window_, max_context_));
+  }
+
+  bool sliding() const noexcept { return window_ > 0; }
+  index_t window() const noexcept { return window_; }
+  /// Keys held now.
+  index_t size() const noexcept { return size_; }
+  /// Slots allocated now.
+  index_t capacity() const noexcept { return capacity_; }
+  /// Bytes of key, value and position storage allocated.
+  std::size_t bytes() const noexcept {
+    return (keys_.capacity() + values_.capacity()) * sizeof(float) +
+           positions_.capacity() * sizeof(index_t);
+  }
+
+  /// Held keys and values (size, nkv, D) and their positions (size), in slot order.
+  TensorView<const float, 3> keys() const noexcept { return {keys_.data(), {size_, heads_, head_dim_}}; }
+  TensorView<const float, 3> values() const noexcept { return {values_.data(), {size_, heads_, head_dim_}}; }
+  VectorView<const index_t> positions() const noexcept { return {positions_.data(), {size_}}; }
+
+  /// Stores k, v (T, nkv, D) of tokens at positions first_position + t.
+  void append(TensorView<const float, 3> k, TensorView<const float, 3> v, index_t first_position) {
+    const index_t t_count = k.extent(0);
+    if (k.extent(1) != heads_ || k.extent(2) != head_dim_ || v.shape() != k.shape()) {
+      throw ShapeError("LayerKVCache::append: keys " + shape_string(k.shape()) + " and values " +
+                       shape_string(v.shape()) + " must be (T, " + std::to_string(heads_) + ", " +
+                       std::to_string(head_dim_) + ")");
+    }
+    if (first_position + t_count > max_context_) {
+      throw RangeError("context overflow: positions up to " +
+                       std::to_string(first_position + t_count - 1) +
+                       " exceed the context limit of " + std::to_string(max_context_) + " tokens");
+    }
+    // A sliding layer only ever needs the last `window` of these tokens.
+    const index_t skip = sliding() ? std::max<index_t>(0, t_count - window_) : 0;
+    if (!sliding() && size_ + t_count > capacity_) {
+      reserve(std::min(max_context_, std::max(2 * capacity_, size_ + t_count)));
+    }
+    for (index_t t = skip; t < t_count; ++t) {
+      index_t slot;
+      if (!sliding()) {
+        slot = size_++;
+      } else {
+        slot = next_ % window_;
+        next_ = (next_ + 1) % window_;
+        size_ = std::min(size_ + 1, window_);
+      }
+      std::memcpy(&keys_[static_cast<std::size_t>(slot * row_)], k.data() + t * row_,
+                  static_cast<std::size_t>(row_) * sizeof(float));
+      std::memcpy(&values_[static_cast<std::size_t>(slot * row_)], v.data() + t * row_,
+                  static_cast<std::size_t>(row_) * sizeof(float));
+      positions_[static_cast<std::size_t>(slot)] = first_position + t;
+    }
+  }
+
+  void clear() noexcept {
+    size_ = 0;
+    next_ = 0;
+  }
+
+ private:
+  void reserve(index_t slots) {
+    keys_.resize(static_cast<std::size_t>(slots * row_));
+    values_.resize(static_cast<std::size_t>(slots * row_));
+    positions_.resize(static_cast<std::size_t>(slots));
+    capacity_ = slots;
+  }
+
+  index_t row_, heads_, head_dim_, window_, max_context_;
+  index_t size_ = 0, capacity_ = 0, next_ = 0;
+  std::vector<float> keys_, values_;
+  std::vector<index_t> positions_;
+};
+
+}  // namespace gptoss

@@ -1,0 +1,85 @@
+// The whole model against OpenAI's reference on the bundled checkpoints
+// (tests/data/golden/tiny and tiny_long): prefill logits, every block's
+// residual stream, KV-cache decoding, and prefill + decode = full prefill.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "gptoss/gptoss.hpp"
+#include "support/compare.hpp"
+#include "support/test_data.hpp"
+
+using namespace gptoss;
+using gptoss::test::compare_to_max;
+
+namespace {
+
+std::vector<float> rows_of(const Tensor<float, 2>& t, index_t begin, index_t end) {
+  return {t.data() + begin * t.extent(1), t.data() + end * t.extent(1)};
+}
+
+/// Records every block's residual stream by (layer, stage).
+struct BlockRecorder {
+  std::map<std::string, std::vector<float>>* out;
+  void operator()(int layer, BlockStage stage, MatrixView<const float> x) const {
+    const std::string name = "block." + std::to_string(layer) +
+                             (stage == BlockStage::attention_out ? ".attn_out" : ".mlp_out");
+    auto& rows = (*out)[name];
+    rows.insert(rows.end(), x.data(), x.data() + x.size());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Model prefill and decode match the reference checkpoints", "[golden][model]") {
+  for (const char* name : {"tiny", "tiny_long"}) {
+    SECTION(name) {
+      const auto dir = test::golden_dir() / name;
+      const auto model = load_original_checkpoint(dir);
+      const io::SafetensorsFile golden(dir / "golden.safetensors");
+      const std::vector<std::int32_t> tokens = golden.read<std::int32_t>("tokens");
+      const index_t vocab = model.dims().vocab;
+
+      std::map<std::string, std::vector<float>> blocks;
+      const Tensor<float, 2> logits = model.forward(tokens, BlockRecorder{&blocks});
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(logits.storage(), golden.read<float>("logits"), 0.0, 1e-4));
+      for (int l = 0; l < model.num_layers(); ++l) {
+        for (const char* stage : {".attn_out", ".mlp_out"}) {
+          const std::string tensor = "block." + std::to_string(l) + stage;
+          INFO(tensor);
+          GPTOSS_REQUIRE_CLOSE(compare_to_max(blocks.at(tensor), golden.read<float>(tensor), 0.0, 1e-4));
+        }
+      }
+
+      // Prefill P tokens, then one token at a time through the KV cache.
+      const index_t prefill = golden.read<std::int32_t>("decode_prefill_len")[0];
+      const auto decode_tokens = golden.read<std::int32_t>("decode_tokens");
+      const auto decode_golden = golden.read<float>("decode_logits");
+      Sequence seq = model.new_sequence();
+      const Tensor<float, 2> first = model.forward(seq, std::span(tokens).first(static_cast<std::size_t>(prefill)));
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(first.storage(), rows_of(logits, 0, prefill), 0.0, 1e-4));
+      std::vector<float> decoded;
+      for (std::size_t s = 0; s < decode_tokens.size(); ++s) {
+        const Tensor<float, 2> step = model.forward(seq, std::span(decode_tokens).subspan(s, 1));
+        REQUIRE(step.extent(0) == 1);
+        decoded.insert(decoded.end(), step.data(), step.data() + vocab);
+      }
+      CHECK(seq.length() == static_cast<index_t>(tokens.size()));
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(decoded, decode_golden, 0.0, 1e-4));
+      // Decoding agrees with the full prefill's rows too.
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(decoded, rows_of(logits, prefill, logits.extent(0)), 0.0, 1e-4));
+    }
+  }
+}
+
+TEST_CASE("A fixed config type loads the checkpoint whose config it names", "[golden][model]") {
+  const auto model = load_original_checkpoint<Transformer<GoldenTiny>>(test::golden_dir() / "tiny");
+  const io::SafetensorsFile golden(test::golden_dir() / "tiny" / "golden.safetensors");
+  const auto tokens = golden.read<std::int32_t>("tokens");
+  GPTOSS_REQUIRE_CLOSE(compare_to_max(model.forward(tokens).storage(), golden.read<float>("logits"), 0.0, 1e-4));
+  // tiny_long has another window and initial context: the fixed type refuses it.
+  REQUIRE_THROWS_AS(load_original_checkpoint<Transformer<GoldenTiny>>(test::golden_dir() / "tiny_long"),
+                    ConfigError);
+}
