@@ -27,3 +27,4 @@
 #include "gptoss/model/kv_cache.hpp"
 #include "gptoss/model/random_weights.hpp"
 #include "gptoss/model/transformer.hpp"
+#include "gptoss/model/parameter_count.hpp"
