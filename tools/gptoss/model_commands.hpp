@@ -1,0 +1,254 @@
+// gptoss CLI: the model subcommands (forward, info, compare).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gptoss/gptoss.hpp"
+
+namespace gptoss::cli {
+
+
+
+/// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the item.
+std::vector<std::int32_t> parse_token_list(const std::string& text) {
+  std::vector<std::int32_t> tokens;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (item.empty()) continue;
+    std::size_t used = 0;
+    long long value = 0;
+    try {
+      value = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || value < INT32_MIN || value > INT32_MAX) {
+      throw RangeError("--tokens: '" + item + "' is not a token id");
+    }
+    tokens.push_back(static_cast<std::int32_t>(value));
+  }
+  return tokens;
+}
+
+/// "FILE" or "FILE:TENSOR" (default tensor "tokens"), an I32 or I64 tensor.
+std::vector<std::int32_t> read_token_file(const std::string& spec) {
+  std::string path = spec, tensor = "tokens";
+  if (const auto colon = spec.rfind(':'); colon != std::string::npos && colon > 1) {
+    path = spec.substr(0, colon);
+    tensor = spec.substr(colon + 1);
+  }
+  const io::SafetensorsFile file(path);
+  if (file.info(tensor).dtype == DType::I64) {
+    std::vector<std::int32_t> out;
+    for (std::int64_t v : file.read<std::int64_t>(tensor)) {
+      if (v < INT32_MIN || v > INT32_MAX) throw RangeError("token id " + std::to_string(v) + " does not fit in 32 bits");
+      out.push_back(static_cast<std::int32_t>(v));
+    }
+    return out;
+  }
+  return file.read<std::int32_t>(tensor);
+}
+
+struct Comparison {
+  double max_error = 0.0, max_reference = 0.0, relative = 0.0;
+};
+
+Comparison compare(const std::vector<float>& a, const std::vector<float>& ref) {
+  Comparison c;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    c.max_error = std::max(c.max_error, std::fabs(static_cast<double>(a[i]) - ref[i]));
+    if (std::isnan(a[i]) != std::isnan(ref[i])) c.max_error = INFINITY;
+    c.max_reference = std::max(c.max_reference, std::fabs(static_cast<double>(ref[i])));
+  }
+  c.relative = c.max_error / std::max(1.0, c.max_reference);
+  return c;
+}
+
+std::string human(double n) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2);
+  if (n >= 1e9) s << n / 1e9 << "B";
+  else if (n >= 1e6) s << n / 1e6 << "M";
+  else if (n >= 1e3) s << n / 1e3 << "K";
+  else s << std::setprecision(0) << n;
+  return s.str();
+}
+
+int run_forward(const std::string& model_dir, const std::string& tokens_text,
+                const std::string& tokens_file, const std::string& out_path, int prefill,
+                long long max_context, const std::string& reference, double tolerance) {
+  std::vector<std::int32_t> tokens =
+      tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
+  if (tokens.empty()) throw RangeError("the token list is empty");
+  const auto model = load_original_checkpoint(model_dir);
+  check_token_ids(tokens, model.dims().vocab);
+  const index_t t_count = static_cast<index_t>(tokens.size());
+  const index_t vocab = model.dims().vocab;
+  if (prefill < 0 || prefill > t_count) {
+    throw RangeError("--prefill " + std::to_string(prefill) + " is outside [0, " +
+                     std::to_string(t_count) + "]");
+  }
+  if (max_context <= 0) max_context = std::max<index_t>(t_count, 1);
+
+  const auto start = std::chrono::steady_clock::now();
+  Tensor<float, 2> logits({t_count, vocab});  // (T, V)
+  Sequence seq = model.new_sequence(max_context);
+  const std::span<const std::int32_t> all(tokens);
+  index_t done = 0;
+  const auto keep = [&](const Tensor<float, 2>& rows) {
+    std::copy_n(rows.data(), rows.size(), logits.data() + done * vocab);
+    done += rows.extent(0);
+  };
+  if (prefill == 0) {
+    keep(model.forward(seq, all));
+  } else {
+    keep(model.forward(seq, all.first(static_cast<std::size_t>(prefill))));
+    while (done < t_count) keep(model.forward(seq, all.subspan(static_cast<std::size_t>(done), 1)));
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const std::vector<io::TensorRecord> records{
+      io::TensorRecord::of<float>("logits", {t_count, vocab}, std::span<const float>(logits.storage()))};
+  io::write_safetensors(out_path, records);
+  std::cout << "wrote logits (" << t_count << ", " << vocab << ") to " << out_path << " in "
+            << std::setprecision(3) << seconds << " s"
+            << (prefill ? " (prefill " + std::to_string(prefill) + ", then one token at a time)" : "")
+            << "\n";
+
+  if (!reference.empty()) {
+    const io::SafetensorsFile ref(reference);
+    const auto expected = ref.read_as_float("logits");
+    if (expected.size() != logits.storage().size()) {
+      throw ShapeError("reference '" + reference + "' has " + std::to_string(expected.size()) +
+                       " logits, ours " + std::to_string(logits.storage().size()));
+    }
+    const Comparison c = compare(logits.storage(), expected);
+    std::cout << "row 0, first logits:  ours";
+    for (index_t i = 0; i < std::min<index_t>(5, vocab); ++i) std::cout << " " << std::setw(10) << logits(0, i);
+    std::cout << "\n                 reference";
+    for (index_t i = 0; i < std::min<index_t>(5, vocab); ++i) std::cout << " " << std::setw(10) << expected[static_cast<std::size_t>(i)];
+    std::cout << "\nmax |ours - reference| = " << c.max_error << " (max |reference| = " << c.max_reference
+              << "; relative " << c.relative << ", tolerance " << tolerance << "): "
+              << (c.relative <= tolerance ? "MATCH" : "MISMATCH") << "\n";
+    return c.relative <= tolerance ? 0 : 2;
+  }
+  return 0;
+}
+
+int run_info(const std::string& model_dir) {
+  const auto model = load_original_checkpoint(model_dir);
+  const ModelDims& d = model.dims();
+  const ParameterCount c = count_parameters(model);
+  std::cout << "model: " << model_dir << "\n"
+            << "  layers " << d.num_layers << ", hidden " << d.hidden << ", intermediate " << d.intermediate
+            << ", vocab " << d.vocab << "\n"
+            << "  attention: " << d.num_heads << " query heads, " << d.num_kv_heads << " KV heads of "
+            << d.head_dim << ", sliding window " << d.sliding_window << "\n"
+            << "  experts: " << d.num_experts << ", top-" << d.experts_per_token << ", swiglu limit "
+            << d.swiglu_limit << "\n"
+            << "  rope: theta " << d.rope_theta << ", YaRN factor " << d.rope_scaling_factor
+            << ", initial context " << d.initial_context << ", ntk alpha " << d.rope_ntk_alpha
+            << ", beta " << d.rope_ntk_beta << "\n"
+            << "parameters: " << human(static_cast<double>(c.total)) << " total (" << c.total << "), "
+            << human(static_cast<double>(c.active_per_token)) << " active per token (" << c.active_per_token
+            << "), experts " << human(static_cast<double>(c.expert)) << "\n"
+            << "bytes by dtype:";
+  for (const auto& [dtype, bytes] : c.bytes_by_dtype) std::cout << " " << dtype << " " << human(static_cast<double>(bytes));
+  std::cout << " (total " << human(static_cast<double>(c.bytes())) << ")\nlayer pattern:";
+  for (int l = 0; l < d.num_layers; ++l) std::cout << (ModelDims::is_sliding_layer(l) ? " S" : " F");
+  std::cout << "  (S: sliding window " << d.sliding_window << ", F: full attention)\n";
+  return 0;
+}
+
+int run_compare(const std::string& a_path, const std::string& b_path, const std::vector<std::string>& names,
+                double tolerance) {
+  const io::SafetensorsFile a(a_path), b(b_path);
+  std::vector<std::string> tensors = names;
+  if (tensors.empty()) {
+    for (const auto& t : a.tensors()) {
+      if (b.contains(t.name) && (t.dtype == DType::F32 || t.dtype == DType::BF16 ||
+                                 t.dtype == DType::F16 || t.dtype == DType::F64)) {
+        tensors.push_back(t.name);
+      }
+    }
+  }
+  if (tensors.empty()) throw Error("no floating-point tensor is in both files");
+  bool ok = true;
+  for (const auto& name : tensors) {
+    if (a.info(name).shape != b.info(name).shape) {
+      throw ShapeError("tensor '" + name + "': shapes " + shape_string(a.info(name).shape) + " and " +
+                       shape_string(b.info(name).shape) + " differ");
+    }
+    const Comparison c = compare(a.read_as_float(name), b.read_as_float(name));
+    const bool match = c.relative <= tolerance;
+    ok = ok && match;
+    std::cout << name << ": max abs error " << c.max_error << ", relative to max(1, max|ref|) "
+              << c.relative << (match ? "  ok" : "  MISMATCH") << "\n";
+  }
+  return ok ? 0 : 2;
+}
+
+
+/// Registers `forward`, `info` and `compare`; the chosen one's work is put
+/// into `action` after parsing.
+inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
+  struct ForwardArgs {
+    std::string model_dir, tokens_text, tokens_file, out_path, reference;
+    int prefill = 0;
+    long long max_context = 0;
+    double tolerance = 1e-4;
+  };
+  auto fa = std::make_shared<ForwardArgs>();
+  auto* forward = app.add_subcommand("forward", "Run the model on tokens and write the logits");
+  forward->add_option("--model", fa->model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
+  auto* tok = forward->add_option("--tokens", fa->tokens_text, "comma-separated token ids");
+  auto* tokf = forward->add_option("--tokens-file", fa->tokens_file,
+                                   "token ids from a safetensors tensor: FILE[:TENSOR] (default tensor 'tokens')");
+  tok->excludes(tokf);
+  forward->add_option("--out", fa->out_path, "output safetensors file (tensor 'logits', F32 [T, vocab])")->required();
+  forward->add_option("--prefill", fa->prefill, "prefill N tokens, then feed the rest one at a time through the KV cache");
+  forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)");
+  forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
+  forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)");
+  forward->callback([fa, tok, tokf, &action] {
+    action = [fa, tok, tokf] {
+      if (tok->count() == 0 && tokf->count() == 0) throw RangeError("give --tokens or --tokens-file");
+      return run_forward(fa->model_dir, fa->tokens_text, fa->tokens_file, fa->out_path, fa->prefill,
+                         fa->max_context, fa->reference, fa->tolerance);
+    };
+  });
+
+  auto info_model = std::make_shared<std::string>();
+  auto* info = app.add_subcommand("info", "Print a checkpoint's config, parameter counts and layer pattern");
+  info->add_option("--model", *info_model, "checkpoint directory")->required();
+  info->callback([info_model, &action] { action = [info_model] { return run_info(*info_model); }; });
+
+  struct CompareArgs {
+    std::string a, b;
+    std::vector<std::string> tensors;
+    double tolerance = 1e-4;
+  };
+  auto ca = std::make_shared<CompareArgs>();
+  auto* cmp = app.add_subcommand("compare", "Compare tensors of two safetensors files");
+  cmp->add_option("a", ca->a, "file to check")->required();
+  cmp->add_option("b", ca->b, "reference file")->required();
+  cmp->add_option("--tensor", ca->tensors, "tensor names (default: every float tensor in both)");
+  cmp->add_option("--tolerance", ca->tolerance, "allowed max error relative to max(1, max|reference|)");
+  cmp->callback([ca, &action] { action = [ca] { return run_compare(ca->a, ca->b, ca->tensors, ca->tolerance); }; });
+}
+
+}  // namespace gptoss::cli
