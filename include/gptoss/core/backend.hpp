@@ -11,4 +11,11 @@ struct cpu_reference {
   static constexpr const char* name = "cpu_reference";
 };
 
+/// The fast CPU path: SIMD kernels chosen at run time by ISA (AVX-512,
+/// AVX2+FMA, portable xsimd, scalar) and split across threads. Kernels
+/// without a fast overload fall back to cpu_reference through inheritance.
+struct cpu_fast : cpu_reference {
+  static constexpr const char* name = "cpu_fast";
+};
+
 }  // namespace gptoss
