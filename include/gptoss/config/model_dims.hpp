@@ -22,14 +22,24 @@ namespace detail {
 /// C++20 on every compiler); at run time it is std::log.
 constexpr double log(double x) noexcept {
   if (!std::is_constant_evaluated()) return std::log(x);
-  if (!(x > 0.0)) return -std::numeric_limits<double>::infinity();
-  int exponent = 0;  // x = m * 2^exponent with m in [1, 2)
-  while (x >= 2.0) { x /= 2.0; ++exponent; }
-  while (x < 1.0) { x *= 2.0; --exponent; }
+  // Special values as std::log (an infinite x would never leave the loop below).
+  if (x != x || x == std::numeric_limits<double>::infinity()) return x;
+  if (x < 0.0) return std::numeric_limits<double>::quiet_NaN();
+  if (x == 0.0) return -std::numeric_limits<double>::infinity();
+  // x = m * 2^exponent with m in [sqrt(1/2), sqrt(2)): x near 1 keeps
+  // exponent 0, so ln(x) is not the difference of two nearly equal terms.
+  int exponent = 0;
+  while (x >= std::numbers::sqrt2) { x /= 2.0; ++exponent; }
+  while (x < std::numbers::sqrt2 / 2.0) { x *= 2.0; --exponent; }
   const double z = (x - 1.0) / (x + 1.0), z2 = z * z;
   double term = z, sum = 0.0;  // ln(m) = 2 atanh(z) = 2 (z + z^3/3 + z^5/5 + ...)
   for (int k = 1; k < 200; k += 2) { sum += term / k; term *= z2; }
   return 2.0 * sum + exponent * std::numbers::ln2;
+}
+/// floor() usable in constant expressions, for |x| < 2^62.
+constexpr double floor(double x) noexcept {
+  const auto i = static_cast<long long>(x);
+  return static_cast<double>(x < 0 && static_cast<double>(i) != x ? i - 1 : i);
 }
 }  // namespace detail
 
@@ -41,15 +51,20 @@ struct RopeParams {
   double initial_context = 4096.0;   // initial_context_length
   double ntk_alpha = 1.0;            // rope_ntk_alpha: sets the high ramp bound
   double ntk_beta = 32.0;            // rope_ntk_beta: sets the low ramp bound
+  bool truncate = false;             // round the bounds (floor low, ceil high), as
+                                     // Hugging Face configs ask unless "truncate": false
 
-  /// YaRN ramp bounds (in rotary-pair index units), not rounded.
+  /// YaRN ramp bounds (in rotary-pair index units). The gpt-oss reference
+  /// does not round them; with `truncate` they are floored / ceiled.
   constexpr double low() const noexcept {
-    return head_dim / 2.0 * detail::log(initial_context / (ntk_beta * 2 * std::numbers::pi)) /
-           detail::log(theta);
+    const double b = head_dim / 2.0 * detail::log(initial_context / (ntk_beta * 2 * std::numbers::pi)) /
+                     detail::log(theta);
+    return truncate ? detail::floor(b) : b;
   }
   constexpr double high() const noexcept {
-    return head_dim / 2.0 * detail::log(initial_context / (ntk_alpha * 2 * std::numbers::pi)) /
-           detail::log(theta);
+    const double b = head_dim / 2.0 * detail::log(initial_context / (ntk_alpha * 2 * std::numbers::pi)) /
+                     detail::log(theta);
+    return truncate ? -detail::floor(-b) : b;
   }
   /// Attention "concentration" multiplied into cos and sin: 0.1 ln(s) + 1.
   constexpr double concentration() const noexcept {
@@ -80,12 +95,13 @@ struct ModelDims {
   double rope_scaling_factor = 32.0;
   double rope_ntk_alpha = 1.0;
   double rope_ntk_beta = 32.0;
+  bool rope_truncate = false;  // see RopeParams::truncate
   float swiglu_limit = 7.0f;
   float rms_eps = 1e-5f;
 
   constexpr RopeParams rope() const noexcept {
     return {head_dim, rope_theta, rope_scaling_factor, static_cast<double>(initial_context),
-            rope_ntk_alpha, rope_ntk_beta};
+            rope_ntk_alpha, rope_ntk_beta, rope_truncate};
   }
   /// Width of the merged QKV projection: hd * (nq + 2 nkv).
   constexpr int qkv_dim() const noexcept { return head_dim * (num_heads + 2 * num_kv_heads); }

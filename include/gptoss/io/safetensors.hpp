@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -165,13 +166,13 @@ class SafetensorsFile {
 
   static std::uint64_t json_index(const nlohmann::json& j, const std::string& ctx,
                                   const SafetensorsFile& self) {
-    if (!j.is_number_integer() && !j.is_number_unsigned()) {
-      self.bad(ctx + " must be a non-negative integer, got " + j.dump());
+    // Check unsigned first: is_number_integer() is also true for unsigned
+    // values, and reading one above 2^63 as int64 would make it "negative".
+    if (j.is_number_unsigned()) return j.get<std::uint64_t>();
+    if (j.is_number_integer() && j.get<std::int64_t>() >= 0) {
+      return static_cast<std::uint64_t>(j.get<std::int64_t>());
     }
-    if (j.is_number_integer() && j.get<std::int64_t>() < 0) {
-      self.bad(ctx + " must be a non-negative integer, got " + j.dump());
-    }
-    return j.get<std::uint64_t>();
+    self.bad(ctx + " must be a non-negative integer, got " + j.dump());
   }
 
   void parse() {
@@ -228,12 +229,14 @@ class SafetensorsFile {
       if (!parsed) bad(ctx + ": unknown dtype '" + dtype + "'");
       t.dtype = *parsed;
 
-      // Element count with overflow checks: a 2^60 extent must not wrap.
+      // Element count with overflow checks: a 2^60 extent must not wrap, and
+      // every running product must fit index_t (numel() and TensorView::size()
+      // multiply the extents in this order).
+      constexpr auto kMaxIndex = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
       std::uint64_t count = 1;
       for (const auto& e : entry["shape"]) {
         const std::uint64_t extent = json_index(e, ctx + ": shape extent", *this);
-        if (extent > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) ||
-            (extent != 0 && count > std::numeric_limits<std::uint64_t>::max() / extent)) {
+        if (extent > kMaxIndex || (extent != 0 && count > kMaxIndex / extent)) {
           bad(ctx + ": shape " + entry["shape"].dump() + " is too large");
         }
         count *= extent;
@@ -264,17 +267,25 @@ class SafetensorsFile {
       tensors_.push_back(std::move(t));
     }
 
-    // No two tensors may share bytes.
+    // No two tensors may share bytes. Empty tensors share none; each
+    // non-empty one is compared with the one reaching furthest before it, so
+    // an overlap cannot hide behind an empty or a nested tensor.
     std::vector<const TensorInfo*> by_offset;
-    for (const auto& t : tensors_) by_offset.push_back(&t);
+    for (const auto& t : tensors_) {
+      if (t.nbytes != 0) by_offset.push_back(&t);
+    }
     std::sort(by_offset.begin(), by_offset.end(), [](const TensorInfo* a, const TensorInfo* b) {
       return a->offset != b->offset ? a->offset < b->offset : a->nbytes < b->nbytes;
     });
-    for (std::size_t i = 1; i < by_offset.size(); ++i) {
-      const TensorInfo& prev = *by_offset[i - 1];
-      const TensorInfo& cur = *by_offset[i];
-      if (prev.nbytes != 0 && cur.nbytes != 0 && cur.offset < prev.offset + prev.nbytes) {
-        bad("tensors '" + prev.name + "' and '" + cur.name + "' overlap in the data section");
+    const TensorInfo* furthest = nullptr;
+    for (const TensorInfo* cur : by_offset) {
+      if (furthest != nullptr && cur->offset < furthest->offset + furthest->nbytes) {
+        bad("tensors '" + furthest->name + "' and '" + cur->name +
+            "' overlap in the data section");
+      }
+      if (furthest == nullptr ||
+          cur->offset + cur->nbytes > furthest->offset + furthest->nbytes) {
+        furthest = cur;
       }
     }
     std::sort(tensors_.begin(), tensors_.end(),
@@ -304,14 +315,33 @@ struct TensorRecord {
 /// other safetensors readers require), widest dtype first, after a header
 /// padded to 8 bytes, so every tensor is aligned to its element size. Throws
 /// ShapeError when a record's byte size disagrees with its dtype and shape,
-/// Error on I/O failure.
+/// FormatError on a duplicate or reserved ("__metadata__") tensor name, Error
+/// on I/O failure.
 inline void write_safetensors(const std::filesystem::path& path,
                               std::span<const TensorRecord> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
   std::vector<const TensorRecord*> order;
+  std::set<std::string_view> names;
   for (const auto& t : tensors) {
+    // A repeated name would overwrite its header entry and leave a hole.
+    if (t.name == "__metadata__") {
+      throw FormatError("write_safetensors: tensor name '__metadata__' is reserved");
+    }
+    if (!names.insert(t.name).second) {
+      throw FormatError("write_safetensors: duplicate tensor name '" + t.name + "'");
+    }
+    // Extents must be non-negative and their running product fit index_t, as
+    // the reader requires (unchecked, {-2, -2} would pass as 4 elements).
     std::uint64_t count = 1;
-    for (auto e : t.shape) count *= static_cast<std::uint64_t>(e);
+    for (auto e : t.shape) {
+      const auto extent = static_cast<std::uint64_t>(e);
+      if (e < 0 || (e != 0 && count > static_cast<std::uint64_t>(
+                                          std::numeric_limits<index_t>::max()) / extent)) {
+        throw ShapeError("write_safetensors: tensor '" + t.name + "' has invalid shape " +
+                         shape_string(t.shape));
+      }
+      count *= extent;
+    }
     if (count * dtype_size(t.dtype) != t.data.size()) {
       throw ShapeError("write_safetensors: tensor '" + t.name + "' has " +
                        std::to_string(t.data.size()) + " bytes, but dtype " +
