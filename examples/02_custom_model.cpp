@@ -48,7 +48,7 @@ void report(const std::string& name, const Model& model) {
   const ParameterCount c = count_parameters(model);
   std::cout << std::left << std::setw(22) << name << std::right << std::setw(10)
             << human(static_cast<double>(c.total)) << " total" << std::setw(10)
-            << human(static_cast<double>(c.active_per_token)) << " active/token" << std::setw(10)
+            << human(static_cast<double>(c.active_per_token)) << " active/token" << std::setw(12)
             << human(static_cast<double>(c.bytes()), true) << " of weights\n";
 }
 
