@@ -24,11 +24,12 @@ namespace {
 using Expert = FP4TensorView<MXFP4Checkpoint>;
 
 /// Weights of block.0.attn, viewed in place in the memory-mapped checkpoint.
-AttentionWeights attention_weights(const io::SafetensorsFile& ckpt, const std::string& p) {
+template <class Attention>
+AttentionWeights attention_weights(const Attention& attention, const io::SafetensorsFile& ckpt,
+                                   const std::string& p) {
   AttentionWeights w;
   w.norm.scale = ckpt.view<bf16, 1>(p + "norm.scale");
-  w.qkv_weight = ckpt.view<bf16, 2>(p + "qkv.weight");
-  w.qkv_bias = ckpt.view<bf16, 1>(p + "qkv.bias");
+  attention.set_merged_qkv(w, ckpt.view<bf16, 2>(p + "qkv.weight"), ckpt.view<bf16, 1>(p + "qkv.bias"));
   w.sinks = ckpt.view<bf16, 1>(p + "sinks");
   w.out_weight = ckpt.view<bf16, 2>(p + "out.weight");
   w.out_bias = ckpt.view<bf16, 1>(p + "out.bias");
@@ -112,7 +113,7 @@ int main(int argc, char** argv) {
     const MoEBlock<Expert> moe(moe_params);
 
     const Embedding<>::Weights embedding_w{ckpt.view<bf16, 2>("embedding.weight")};
-    const AttentionWeights attention_w = attention_weights(ckpt, "block.0.attn.");
+    const AttentionWeights attention_w = attention_weights(attention, ckpt, "block.0.attn.");
     const MoEWeights<Expert> moe_w = moe_weights(ckpt, "block.0.mlp.");
 
     // embedding -> attention (x + attn(x)) -> MoE (x + moe(x)), positions 0..T-1.

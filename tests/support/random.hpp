@@ -179,9 +179,23 @@ struct RandomAttentionWeights {
   Tensor<bf16, 2> out_weight;  // (H, D nq)
   Tensor<bf16, 1> out_bias;    // (H)
 
+  /// Views of the merged projection's rows, as the original checkpoint is read.
   AttentionWeights weights() const {
-    return {{norm_scale.view()}, qkv_weight.view(), qkv_bias.view(),
-            sinks.view(),        out_weight.view(), out_bias.view()};
+    AttentionWeights w;
+    w.norm.scale = norm_scale.view();
+    const index_t q = params.q_dim(), kv = params.kv_dim();
+    const MatrixView<const bf16> qkv = qkv_weight.view();
+    const VectorView<const bf16> bias = qkv_bias.view();
+    w.q_weight = qkv.slice(0, q);
+    w.k_weight = qkv.slice(q, q + kv);
+    w.v_weight = qkv.slice(q + kv, q + 2 * kv);
+    w.q_bias = bias.slice(0, q);
+    w.k_bias = bias.slice(q, q + kv);
+    w.v_bias = bias.slice(q + kv, q + 2 * kv);
+    w.sinks = sinks.view();
+    w.out_weight = out_weight.view();
+    w.out_bias = out_bias.view();
+    return w;
   }
 };
 

@@ -501,9 +501,13 @@ TEST_CASE("Attention property: bad shapes and configurations are rejected", "[pr
   CHECK_NOTHROW(layer.forward(rw.weights(), x.view(), out.view(), 0));
 
   AttentionWeights w = rw.weights();
-  w.qkv_weight = MatrixView<const bf16>(rw.qkv_weight.data(), {p.qkv_dim() - s.d, s.hidden});
+  w.v_weight = MatrixView<const bf16>(w.v_weight.data(), {p.kv_dim() - s.d, s.hidden});
   CHECK_THROWS_AS(layer.forward(w, x.view(), out.view(), 0), ShapeError);
   CHECK_THROWS_WITH(layer.forward(w, x.view(), out.view(), 0), Catch::Contains("qkv.weight"));
+  // Binding a merged projection of the wrong size names it too.
+  CHECK_THROWS_WITH(layer.set_merged_qkv(w, MatrixView<const bf16>(rw.qkv_weight.data(), {p.qkv_dim() - 1, s.hidden}),
+                                         rw.qkv_bias.view()),
+                    Catch::Contains("qkv.weight"));
   w = rw.weights();
   w.sinks = VectorView<const bf16>(rw.sinks.data(), {s.nq - 1});
   CHECK_THROWS_WITH(layer.forward(w, x.view(), out.view(), 0), Catch::Contains("sinks"));

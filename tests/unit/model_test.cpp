@@ -152,8 +152,18 @@ std::vector<double> reference_logits(const Model& model, const std::vector<Layer
     } bw{*layers[l].attn, *layers[l].mlp};
     const index_t window = layers[l].window;
     // Attention.
-    const Mat wqkv = to_double(bw.attn.qkv_weight), wout = to_double(bw.attn.out_weight);
-    const auto bqkv = vec(bw.attn.qkv_bias), bout = vec(bw.attn.out_bias), sinks = vec(bw.attn.sinks);
+    Mat wqkv = to_double(bw.attn.q_weight);
+    for (const auto* part : {&bw.attn.k_weight, &bw.attn.v_weight}) {
+      const Mat m = to_double(*part);
+      wqkv.insert(wqkv.end(), m.begin(), m.end());
+    }
+    std::vector<double> bqkv = vec(bw.attn.q_bias);
+    for (const auto* part : {&bw.attn.k_bias, &bw.attn.v_bias}) {
+      const auto b = vec(*part);
+      bqkv.insert(bqkv.end(), b.begin(), b.end());
+    }
+    const Mat wout = to_double(bw.attn.out_weight);
+    const auto bout = vec(bw.attn.out_bias), sinks = vec(bw.attn.sinks);
     const auto nscale = vec(bw.attn.norm.scale);
     std::vector<std::vector<double>> q(T), k(T), v(T);
     for (std::size_t t = 0; t < T; ++t) {

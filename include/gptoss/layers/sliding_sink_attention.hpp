@@ -24,6 +24,7 @@
 #include "gptoss/kernels/reference/linear.hpp"
 #include "gptoss/layers/rms_norm.hpp"
 #include "gptoss/layers/yarn_rope.hpp"
+#include "gptoss/model/checkpoint_layout.hpp"
 #include "gptoss/model/kv_cache.hpp"
 
 namespace gptoss {
@@ -49,11 +50,17 @@ struct AttentionParams {
 };
 
 /// Weights of an attention block, named as in the gpt-oss checkpoint
-/// (`block.{i}.attn.` + name).
+/// (`block.{i}.attn.` + name). The merged QKV projection is three views: in
+/// the original checkpoint they are consecutive rows of qkv.weight / qkv.bias
+/// (q, then k, then v); other layouts store them apart.
 struct AttentionWeights {
   RMSNormWeights norm;               // norm.scale (H)
-  MatrixView<const bf16> qkv_weight; // qkv.weight (D (nq + 2 nkv), H)
-  VectorView<const bf16> qkv_bias;   // qkv.bias   (D (nq + 2 nkv))
+  MatrixView<const bf16> q_weight;   // qkv.weight rows [0, D nq)            (D nq, H)
+  MatrixView<const bf16> k_weight;   // qkv.weight rows [D nq, D (nq + nkv)) (D nkv, H)
+  MatrixView<const bf16> v_weight;   // qkv.weight rows [D (nq + nkv), ...)  (D nkv, H)
+  VectorView<const bf16> q_bias;     // qkv.bias, same split                 (D nq)
+  VectorView<const bf16> k_bias;     //                                      (D nkv)
+  VectorView<const bf16> v_bias;     //                                      (D nkv)
   VectorView<const bf16> sinks;      // sinks      (nq)
   MatrixView<const bf16> out_weight; // out.weight (H, D nq)
   VectorView<const bf16> out_bias;   // out.bias   (H)
@@ -94,19 +101,41 @@ class SlidingSinkAttention {
   /// checkpoint's names; W is Weights or const Weights.
   template <class W, class F>
   void visit_weights(W& w, F&& f) const {
+    const std::array rows{p_.q_dim(), p_.kv_dim(), p_.kv_dim()};
+    const std::array<const char*, 3> parts{"q", "k", "v"};
     f("norm.scale", w.norm.scale, std::array{p_.hidden});
-    f("qkv.weight", w.qkv_weight, std::array{p_.qkv_dim(), p_.hidden});
-    f("qkv.bias", w.qkv_bias, std::array{p_.qkv_dim()});
+    f("qkv.weight", RowSplit<decltype(&w.q_weight), 3>{{&w.q_weight, &w.k_weight, &w.v_weight}, rows, parts},
+      std::array{p_.qkv_dim(), p_.hidden});
+    f("qkv.bias", RowSplit<decltype(&w.q_bias), 3>{{&w.q_bias, &w.k_bias, &w.v_bias}, rows, parts},
+      std::array{p_.qkv_dim()});
     f("sinks", w.sinks, std::array{p_.num_heads});
     f("out.weight", w.out_weight, std::array{p_.hidden, p_.q_dim()});
     f("out.bias", w.out_bias, std::array{p_.hidden});
   }
 
+  /// Points w's q/k/v views at the rows of a merged projection, as the
+  /// original checkpoint stores it: qkv (D (nq + 2 nkv), H), bias (D (nq + 2 nkv)).
+  void set_merged_qkv(Weights& w, MatrixView<const bf16> qkv, VectorView<const bf16> bias) const {
+    require_shape(qkv, {p_.qkv_dim(), p_.hidden}, "attn qkv.weight");
+    require_shape(bias, {p_.qkv_dim()}, "attn qkv.bias");
+    const index_t q = p_.q_dim(), kv = p_.kv_dim();
+    w.q_weight = qkv.slice(0, q);
+    w.k_weight = qkv.slice(q, q + kv);
+    w.v_weight = qkv.slice(q + kv, q + 2 * kv);
+    w.q_bias = bias.slice(0, q);
+    w.k_bias = bias.slice(q, q + kv);
+    w.v_bias = bias.slice(q + kv, q + 2 * kv);
+  }
+
   /// Checks every weight's shape; throws ShapeError naming the tensor.
   void check(const Weights& w) const {
     require_shape(w.norm.scale, {p_.hidden}, "attn norm.scale");
-    require_shape(w.qkv_weight, {p_.qkv_dim(), p_.hidden}, "attn qkv.weight");
-    require_shape(w.qkv_bias, {p_.qkv_dim()}, "attn qkv.bias");
+    require_shape(w.q_weight, {p_.q_dim(), p_.hidden}, "attn q weight (qkv.weight rows)");
+    require_shape(w.k_weight, {p_.kv_dim(), p_.hidden}, "attn k weight (qkv.weight rows)");
+    require_shape(w.v_weight, {p_.kv_dim(), p_.hidden}, "attn v weight (qkv.weight rows)");
+    require_shape(w.q_bias, {p_.q_dim()}, "attn q bias (qkv.bias)");
+    require_shape(w.k_bias, {p_.kv_dim()}, "attn k bias (qkv.bias)");
+    require_shape(w.v_bias, {p_.kv_dim()}, "attn v bias (qkv.bias)");
     require_shape(w.sinks, {p_.num_heads}, "attn sinks");
     require_shape(w.out_weight, {p_.hidden, p_.q_dim()}, "attn out.weight");
     require_shape(w.out_bias, {p_.hidden}, "attn out.bias");
@@ -119,15 +148,10 @@ class SlidingSinkAttention {
     const index_t t_count = x.extent(0);
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
-    Tensor<float, 2> qkv({t_count, p_.qkv_dim()});
-    kernels::linear(Backend{}, w.qkv_weight, w.qkv_bias, normed.view(), qkv.view());
-    for (index_t t = 0; t < t_count; ++t) {
-      for (index_t i = 0; i < p_.q_dim(); ++i) q.data()[t * p_.q_dim() + i] = qkv(t, i);
-      for (index_t i = 0; i < p_.kv_dim(); ++i) {
-        k.data()[t * p_.kv_dim() + i] = qkv(t, p_.q_dim() + i);
-        v.data()[t * p_.kv_dim() + i] = qkv(t, p_.q_dim() + p_.kv_dim() + i);
-      }
-    }
+    const MatrixView<const float> t_in = normed.view();
+    kernels::linear(Backend{}, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}));
+    kernels::linear(Backend{}, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}));
+    kernels::linear(Backend{}, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}));
     rope_.forward(q, first_position);
     rope_.forward(k, first_position);
   }

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -24,6 +26,7 @@
 #include "gptoss/core/error.hpp"
 #include "gptoss/io/config_json.hpp"
 #include "gptoss/io/safetensors.hpp"
+#include "gptoss/model/checkpoint_layout.hpp"
 #include "gptoss/model/transformer.hpp"
 
 namespace gptoss {
@@ -63,27 +66,55 @@ class TensorSource {
 
 namespace detail {
 
-/// Visitor that points each weight view at its tensor in a TensorSource.
+/// Visitor that points each weight view at its tensor in a TensorSource,
+/// with names and splits as the layout stores them.
 class WeightBinder {
  public:
-  explicit WeightBinder(const TensorSource& source) : source_(source) {}
+  WeightBinder(const TensorSource& source, CheckpointLayout layout) : source_(source), layout_(layout) {}
 
   template <class T, std::size_t R>
   void operator()(const std::string& name, TensorView<const T, R>& view,
                   const std::array<index_t, R>& shape) {
-    if (const auto* f = lookup(name)) view = f->template view<T, R>(name, shape);
+    const std::string stored = stored_name(layout_, name);
+    if (const auto* f = lookup(stored)) view = f->template view<T, R>(stored, shape);
+  }
+
+  /// A tensor whose rows several views share: stored whole, or part by part.
+  template <class View, std::size_t N, std::size_t R>
+  void operator()(const std::string& name, const RowSplit<View*, N>& split, const std::array<index_t, R>& shape) {
+    const auto parts = stored_split_names(layout_, name, split.part_names);
+    if (parts.empty()) {
+      View whole;
+      (*this)(name, whole, shape);
+      if (whole.data() == nullptr) return;  // missing: already reported
+      index_t row = 0;
+      for (std::size_t i = 0; i < N; ++i) {
+        *split.parts[i] = whole.slice(row, row + split.rows[i]);
+        row += split.rows[i];
+      }
+      return;
+    }
+    for (std::size_t i = 0; i < N; ++i) {
+      std::array<index_t, R> part_shape = shape;
+      part_shape[0] = split.rows[i];
+      using T = typename View::element_type;
+      if (const auto* f = lookup(parts[i])) {
+        *split.parts[i] = f->template view<std::remove_const_t<T>, R>(parts[i], part_shape);
+      }
+    }
   }
 
   template <class Format>
   void operator()(const std::string& name, std::vector<FP4TensorView<Format>>& experts,
                   const std::array<index_t, 3>& shape) {
-    const auto* fb = lookup(name + ".blocks");
-    const auto* fs = lookup(name + ".scales");
+    const auto [blocks_name, scales_name] = stored_fp4_names(layout_, name);
+    const auto* fb = lookup(blocks_name);
+    const auto* fs = lookup(scales_name);
     if (fb == nullptr || fs == nullptr) return;
     const index_t groups = shape[2] / Format::kBlockSize;
     const auto blocks = fb->template view<std::uint8_t, 4>(
-        name + ".blocks", {shape[0], shape[1], groups, Format::kBytesPerBlock});
-    const auto scales = fs->template view<std::uint8_t, 3>(name + ".scales", {shape[0], shape[1], groups});
+        blocks_name, {shape[0], shape[1], groups, Format::kBytesPerBlock});
+    const auto scales = fs->template view<std::uint8_t, 3>(scales_name, {shape[0], shape[1], groups});
     experts.clear();
     for (index_t e = 0; e < shape[0]; ++e) {
       experts.push_back(FP4TensorView<Format>::from_blocks(blocks[e], scales[e]));
@@ -93,9 +124,10 @@ class WeightBinder {
   template <class T>
   void operator()(const std::string& name, std::vector<MatrixView<const T>>& experts,
                   const std::array<index_t, 3>& shape) {
-    const auto* f = lookup(name);
+    const std::string stored = stored_name(layout_, name);
+    const auto* f = lookup(stored);
     if (f == nullptr) return;
-    const auto all = f->template view<T, 3>(name, shape);
+    const auto all = f->template view<T, 3>(stored, shape);
     experts.clear();
     for (index_t e = 0; e < shape[0]; ++e) experts.push_back(all[e]);
   }
@@ -133,6 +165,7 @@ class WeightBinder {
   }
 
   const TensorSource& source_;
+  CheckpointLayout layout_;
   std::vector<std::string> missing_;
   std::set<std::string> used_;
 };
@@ -142,8 +175,9 @@ class WeightBinder {
 /// Binds every weight of `model` to the tensors of `source`, keeping the
 /// files alive as long as the model.
 template <class Model>
-void bind_weights(Model& model, const TensorSource& source, const std::string& where) {
-  detail::WeightBinder binder(source);
+void bind_weights(Model& model, const TensorSource& source, CheckpointLayout layout,
+                  const std::string& where) {
+  detail::WeightBinder binder(source, layout);
   model.visit_weights(model.mutable_weights(), binder);
   binder.finish(where);
   for (const auto& f : source.files()) model.keep_alive(f);
@@ -161,7 +195,99 @@ Model load_original_checkpoint(const std::filesystem::path& dir) {
   Model model(dims);
   TensorSource source;
   source.add(std::make_shared<const io::SafetensorsFile>(dir / "model.safetensors"));
-  bind_weights(model, source, "checkpoint '" + dir.string() + "'");
+  bind_weights(model, source, CheckpointLayout::original, "checkpoint '" + dir.string() + "'");
+  return model;
+}
+
+/// What a checkpoint directory holds, found without reading any weights.
+struct CheckpointInfo {
+  std::filesystem::path dir;              // the folder with config.json (may be DIR/original)
+  CheckpointLayout layout = CheckpointLayout::original;
+  ModelDims dims;
+  std::vector<std::filesystem::path> files;  // safetensors files (shards) in load order
+  std::map<std::string, std::string> weight_map;  // tensor -> shard file name (sharded only)
+};
+
+namespace detail {
+
+inline bool is_plain_file_name(const std::string& name) {
+  return !name.empty() && name.find('/') == std::string::npos && name.find('\\') == std::string::npos &&
+         name != "." && name != "..";
+}
+
+}  // namespace detail
+
+/// Detects the layout of `dir` and reads its config (and shard index):
+///  - `model.safetensors.index.json` + Hugging Face config.json: sharded HF layout;
+///  - config.json with HF keys (num_local_experts) + model.safetensors: HF, one file;
+///  - config.json with original keys + model.safetensors: original layout;
+///  - none of these but an `original/` subfolder (as in the HF repo): that folder.
+inline CheckpointInfo inspect_checkpoint(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) throw FormatError("checkpoint directory '" + dir.string() + "' does not exist");
+  CheckpointInfo info;
+  info.dir = dir;
+  const fs::path config_path = dir / "config.json";
+  if (!fs::exists(config_path)) {
+    if (fs::exists(dir / "original" / "config.json")) return inspect_checkpoint(dir / "original");
+    throw FormatError("checkpoint directory '" + dir.string() + "' has no config.json (nor original/config.json)");
+  }
+  const nlohmann::json config = io::read_json_file(config_path);
+  const std::string where = "'" + config_path.string() + "'";
+  const bool hf = config.is_object() && (config.contains("num_local_experts") || config.contains("model_type"));
+  info.layout = hf ? CheckpointLayout::hugging_face : CheckpointLayout::original;
+  info.dims = hf ? io::parse_hf_config(config, where) : io::parse_original_config(config, where);
+
+  const fs::path index_path = dir / "model.safetensors.index.json";
+  if (fs::exists(index_path)) {
+    const nlohmann::json index = io::read_json_file(index_path);
+    const std::string iwhere = "shard index '" + index_path.string() + "'";
+    if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+      throw FormatError(iwhere + ": no weight_map object");
+    }
+    std::set<std::string> seen;
+    for (const auto& [tensor, file] : index["weight_map"].items()) {
+      if (!file.is_string() || !detail::is_plain_file_name(file.get<std::string>())) {
+        throw FormatError(iwhere + ": tensor '" + tensor + "' maps to " + file.dump() +
+                          ", not a file name in the checkpoint directory");
+      }
+      const std::string name = file.get<std::string>();
+      info.weight_map[tensor] = name;
+      if (seen.insert(name).second) info.files.push_back(dir / name);
+    }
+    std::sort(info.files.begin(), info.files.end());
+  } else {
+    info.files.push_back(dir / "model.safetensors");
+  }
+  return info;
+}
+
+/// Loads a checkpoint in either layout (see inspect_checkpoint): config and
+/// shards are checked, each tensor is taken from the shard the index names,
+/// and the weights are used in place from the mapped files.
+template <class Model = Transformer<>>
+Model load_checkpoint(const std::filesystem::path& dir) {
+  const CheckpointInfo info = inspect_checkpoint(dir);
+  Model model(info.dims);
+  TensorSource source;
+  for (const auto& file : info.files) {
+    if (!std::filesystem::exists(file)) {
+      throw FormatError(info.weight_map.empty()
+                            ? "checkpoint '" + info.dir.string() + "' has no '" + file.filename().string() + "'"
+                            : "shard index of '" + info.dir.string() + "' names shard '" +
+                                  file.filename().string() + "', which does not exist");
+    }
+    source.add(std::make_shared<const io::SafetensorsFile>(file));
+  }
+  for (const auto& [tensor, file] : info.weight_map) {
+    const io::SafetensorsFile* holder = source.find(tensor);
+    if (holder == nullptr || holder->path().filename() != file) {
+      throw FormatError("shard index of '" + info.dir.string() + "' puts tensor '" + tensor + "' in '" + file +
+                        "', but " + (holder ? "it is in '" + holder->path().filename().string() + "'"
+                                            : std::string("no shard holds it")));
+    }
+  }
+  bind_weights(model, source, info.layout, "checkpoint '" + info.dir.string() + "'");
   return model;
 }
 
@@ -188,14 +314,36 @@ inline nlohmann::ordered_json original_config_json(const ModelDims& d) {
 
 namespace detail {
 
-/// Visitor that gathers a model's weights as safetensors records.
+/// Visitor that gathers a model's weights as safetensors records, named and
+/// split as `layout` stores them.
 class WeightCollector {
  public:
+  explicit WeightCollector(CheckpointLayout layout) : layout_(layout) {}
+
   template <class T, std::size_t R>
   void operator()(const std::string& name, const TensorView<const T, R>& view,
                   const std::array<index_t, R>&) {
     records_.push_back(io::TensorRecord::of<T>(
-        name, {view.shape().begin(), view.shape().end()}, std::span<const T>(view.span())));
+        stored_name(layout_, name), {view.shape().begin(), view.shape().end()}, std::span<const T>(view.span())));
+  }
+
+  template <class View, std::size_t N, std::size_t R>
+  void operator()(const std::string& name, const RowSplit<const View*, N>& split, const std::array<index_t, R>& shape) {
+    using T = std::remove_const_t<typename View::element_type>;
+    const auto parts = stored_split_names(layout_, name, split.part_names);
+    if (!parts.empty()) {
+      for (std::size_t i = 0; i < N; ++i) (*this)(parts[i], *split.parts[i], shape);
+      // stored_name() leaves the HF part names as they are
+      return;
+    }
+    auto& bytes = buffer();
+    for (std::size_t i = 0; i < N; ++i) {
+      const auto b = std::as_bytes(split.parts[i]->span());
+      const auto* p = reinterpret_cast<const std::uint8_t*>(b.data());
+      bytes.insert(bytes.end(), p, p + b.size());
+    }
+    records_.push_back({stored_name(layout_, name), dtype_of_v<T>, {shape.begin(), shape.end()},
+                        std::as_bytes(std::span<const std::uint8_t>(bytes))});
   }
 
   template <class Format>
@@ -209,9 +357,10 @@ class WeightCollector {
       scales.insert(scales.end(), w.scales(), w.scales() + nblocks);
     }
     const index_t groups = shape[2] / Format::kBlockSize;
-    records_.push_back({name + ".blocks", DType::U8, {shape[0], shape[1], groups, Format::kBytesPerBlock},
+    const auto [blocks_name, scales_name] = stored_fp4_names(layout_, name);
+    records_.push_back({blocks_name, DType::U8, {shape[0], shape[1], groups, Format::kBytesPerBlock},
                         std::as_bytes(std::span<const std::uint8_t>(blocks))});
-    records_.push_back({name + ".scales", DType::U8, {shape[0], shape[1], groups},
+    records_.push_back({scales_name, DType::U8, {shape[0], shape[1], groups},
                         std::as_bytes(std::span<const std::uint8_t>(scales))});
   }
 
@@ -224,7 +373,7 @@ class WeightCollector {
       const auto* p = reinterpret_cast<const std::uint8_t*>(b.data());
       bytes.insert(bytes.end(), p, p + b.size());
     }
-    records_.push_back({name, dtype_of_v<T>, {shape[0], shape[1], shape[2]},
+    records_.push_back({stored_name(layout_, name), dtype_of_v<T>, {shape[0], shape[1], shape[2]},
                         std::as_bytes(std::span<const std::uint8_t>(bytes))});
   }
 
@@ -235,26 +384,213 @@ class WeightCollector {
     buffers_.push_back(std::make_unique<std::vector<std::uint8_t>>());
     return *buffers_.back();
   }
+  CheckpointLayout layout_;
   std::vector<io::TensorRecord> records_;
   std::vector<std::unique_ptr<std::vector<std::uint8_t>>> buffers_;
 };
 
 }  // namespace detail
 
+/// One tensor a checkpoint must hold for a model.
+struct PlannedTensor {
+  std::string name;
+  DType dtype = DType::BF16;
+  std::vector<index_t> shape;
+  std::uint64_t bytes() const {
+    std::uint64_t n = dtype_size(dtype);
+    for (auto e : shape) n *= static_cast<std::uint64_t>(e);
+    return n;
+  }
+};
+
+namespace detail {
+
+/// Visitor that lists the stored tensors a model needs in a layout.
+class TensorPlanner {
+ public:
+  explicit TensorPlanner(CheckpointLayout layout) : layout_(layout) {}
+
+  template <class T, std::size_t R>
+  void operator()(const std::string& name, const TensorView<const T, R>&, const std::array<index_t, R>& shape) {
+    add(stored_name(layout_, name), dtype_of_v<T>, shape);
+  }
+  template <class View, std::size_t N, std::size_t R>
+  void operator()(const std::string& name, const RowSplit<const View*, N>& split, const std::array<index_t, R>& shape) {
+    constexpr DType dtype = dtype_of_v<std::remove_const_t<typename View::element_type>>;
+    const auto parts = stored_split_names(layout_, name, split.part_names);
+    if (parts.empty()) return add(stored_name(layout_, name), dtype, shape);
+    for (std::size_t i = 0; i < N; ++i) {
+      std::array<index_t, R> part = shape;
+      part[0] = split.rows[i];
+      add(parts[i], dtype, part);
+    }
+  }
+  template <class Format>
+  void operator()(const std::string& name, const std::vector<FP4TensorView<Format>>&, const std::array<index_t, 3>& shape) {
+    const auto [blocks, scales] = stored_fp4_names(layout_, name);
+    const index_t groups = shape[2] / Format::kBlockSize;
+    add(blocks, DType::U8, std::array{shape[0], shape[1], groups, index_t{Format::kBytesPerBlock}});
+    add(scales, DType::U8, std::array{shape[0], shape[1], groups});
+  }
+  template <class T>
+  void operator()(const std::string& name, const std::vector<MatrixView<const T>>&, const std::array<index_t, 3>& shape) {
+    add(stored_name(layout_, name), dtype_of_v<T>, shape);
+  }
+
+  std::vector<PlannedTensor> tensors;
+
+ private:
+  template <std::size_t R>
+  void add(const std::string& name, DType dtype, const std::array<index_t, R>& shape) {
+    tensors.push_back({name, dtype, {shape.begin(), shape.end()}});
+  }
+  CheckpointLayout layout_;
+};
+
+}  // namespace detail
+
+/// A load planned from config.json (and the shard index) alone: what the
+/// checkpoint must hold, what its index or files list that the model does not
+/// need, and what is missing. Shard files need not be present.
+struct CheckpointPlan {
+  CheckpointInfo info;
+  std::vector<PlannedTensor> tensors;    // what the model needs, stored names
+  std::vector<std::string> missing;      // needed but not listed
+  std::vector<std::string> unexpected;   // listed but not needed
+  std::vector<std::string> absent_files; // shard files not on disk
+  std::uint64_t bytes() const {
+    std::uint64_t n = 0;
+    for (const auto& t : tensors) n += t.bytes();
+    return n;
+  }
+};
+
+/// Plans loading `dir` without mapping any weights: the tensors are compared
+/// with the index's weight_map (sharded) or the file's header (one file).
+template <class Model = Transformer<>>
+CheckpointPlan plan_checkpoint(const std::filesystem::path& dir, Model* model_out = nullptr) {
+  CheckpointPlan plan;
+  plan.info = inspect_checkpoint(dir);
+  Model model(plan.info.dims);
+  detail::TensorPlanner planner(plan.info.layout);
+  model.visit_weights(model.weights(), planner);
+  plan.tensors = std::move(planner.tensors);
+  std::set<std::string> listed;
+  for (const auto& file : plan.info.files) {
+    if (!std::filesystem::exists(file)) plan.absent_files.push_back(file.filename().string());
+  }
+  if (!plan.info.weight_map.empty()) {
+    for (const auto& [name, file] : plan.info.weight_map) listed.insert(name);
+  } else if (plan.absent_files.empty()) {
+    const io::SafetensorsFile file(plan.info.files.front());
+    for (const auto& t : file.tensors()) listed.insert(t.name);
+  }
+  std::set<std::string> needed;
+  for (const auto& t : plan.tensors) {
+    needed.insert(t.name);
+    if (!listed.count(t.name)) plan.missing.push_back(t.name);
+  }
+  for (const auto& name : listed) {
+    if (!needed.count(name)) plan.unexpected.push_back(name);
+  }
+  if (model_out != nullptr) *model_out = std::move(model);
+  return plan;
+}
+
+/// config.json contents (Hugging Face layout, model_type gpt_oss) for dims.
+inline nlohmann::ordered_json hf_config_json(const ModelDims& d, bool mxfp4_experts = true) {
+  nlohmann::ordered_json layer_types = nlohmann::ordered_json::array();
+  for (int l = 0; l < d.num_layers; ++l) {
+    layer_types.push_back(ModelDims::is_sliding_layer(l) ? "sliding_attention" : "full_attention");
+  }
+  nlohmann::ordered_json j{{"architectures", {"GptOssForCausalLM"}},
+                           {"model_type", "gpt_oss"},
+                           {"num_hidden_layers", d.num_layers},
+                           {"num_local_experts", d.num_experts},
+                           {"num_experts_per_tok", d.experts_per_token},
+                           {"experts_per_token", d.experts_per_token},
+                           {"vocab_size", d.vocab},
+                           {"hidden_size", d.hidden},
+                           {"intermediate_size", d.intermediate},
+                           {"head_dim", d.head_dim},
+                           {"num_attention_heads", d.num_heads},
+                           {"num_key_value_heads", d.num_kv_heads},
+                           {"sliding_window", d.sliding_window},
+                           {"layer_types", layer_types},
+                           {"rope_theta", d.rope_theta},
+                           {"rms_norm_eps", d.rms_eps},
+                           {"swiglu_limit", d.swiglu_limit},
+                           {"initial_context_length", d.initial_context}};
+  if (d.rope_scaling_factor > 1.0) {
+    j["rope_scaling"] = {{"rope_type", "yarn"},
+                         {"factor", d.rope_scaling_factor},
+                         {"beta_fast", d.rope_ntk_beta},
+                         {"beta_slow", d.rope_ntk_alpha},
+                         {"original_max_position_embeddings", d.initial_context},
+                         {"truncate", d.rope_truncate}};
+  }
+  if (mxfp4_experts) j["quantization_config"] = {{"quant_method", "mxfp4"}};
+  return j;
+}
+
+namespace detail {
+inline void write_json(const std::filesystem::path& path, const nlohmann::ordered_json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw Error("cannot write '" + path.string() + "'");
+}
+}  // namespace detail
+
+/// Writes `model` as a checkpoint in `layout`: dir/config.json plus either
+/// dir/model.safetensors (shards == 1) or `shards` files
+/// model-0000i-of-0000N.safetensors with model.safetensors.index.json. Shards
+/// take tensors in name order up to an equal share of the bytes each, so a
+/// layer's tensors may straddle two shards, as in the released checkpoints.
+template <class Model>
+void write_checkpoint(const Model& model, const std::filesystem::path& dir, CheckpointLayout layout,
+                      int shards = 1) {
+  if (shards < 1) throw RangeError("write_checkpoint: shards must be at least 1");
+  std::filesystem::create_directories(dir);
+  detail::WeightCollector collector(layout);
+  model.visit_weights(model.weights(), collector);
+  bool mxfp4 = false;
+  for (const auto& r : collector.records()) mxfp4 = mxfp4 || r.name.ends_with("blocks");
+  detail::write_json(dir / "config.json", layout == CheckpointLayout::original
+                                              ? nlohmann::ordered_json(original_config_json(model.dims()))
+                                              : hf_config_json(model.dims(), mxfp4));
+  const std::map<std::string, std::string> metadata{{"format", layout == CheckpointLayout::original ? "gpt-oss original checkpoint layout" : "pt"}};
+  if (shards == 1) {
+    io::write_safetensors(dir / "model.safetensors", collector.records(), metadata);
+    return;
+  }
+  std::vector<io::TensorRecord> records = collector.records();
+  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::uint64_t total = 0;
+  for (const auto& r : records) total += r.data.size();
+  const std::uint64_t share = (total + static_cast<std::uint64_t>(shards) - 1) / static_cast<std::uint64_t>(shards);
+  nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
+  std::size_t next = 0;
+  for (int i = 0; i < shards; ++i) {
+    char name[64];
+    std::snprintf(name, sizeof(name), "model-%05d-of-%05d.safetensors", i, shards);
+    std::vector<io::TensorRecord> part;
+    std::uint64_t bytes = 0;
+    while (next < records.size() && (i == shards - 1 || bytes < share)) {
+      bytes += records[next].data.size();
+      weight_map[records[next].name] = name;
+      part.push_back(records[next++]);
+    }
+    io::write_safetensors(dir / name, part, metadata);
+  }
+  detail::write_json(dir / "model.safetensors.index.json",
+                     {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+}
+
 /// Writes `model` as an original-layout checkpoint: dir/config.json and
 /// dir/model.safetensors (the directory is created if needed).
 template <class Model>
 void write_original_checkpoint(const Model& model, const std::filesystem::path& dir) {
-  std::filesystem::create_directories(dir);
-  {
-    std::ofstream config(dir / "config.json");
-    config << original_config_json(model.dims()).dump(2) << "\n";
-    if (!config) throw Error("cannot write '" + (dir / "config.json").string() + "'");
-  }
-  detail::WeightCollector collector;
-  model.visit_weights(model.weights(), collector);
-  io::write_safetensors(dir / "model.safetensors", collector.records(),
-                        {{"format", "gpt-oss original checkpoint layout"}});
+  write_checkpoint(model, dir, CheckpointLayout::original);
 }
 
 }  // namespace gptoss

@@ -48,10 +48,10 @@ class DecoderBlock {
   /// Calls f(name, tensor, shape) for every weight, names prefixed "attn." / "mlp.".
   template <class W, class F>
   void visit_weights(W& w, F&& f) const {
-    attn_.visit_weights(w.attn, [&](const char* name, auto& t, const auto& shape) {
+    attn_.visit_weights(w.attn, [&](const char* name, auto&& t, const auto& shape) {
       f(std::string("attn.") + name, t, shape);
     });
-    mlp_.visit_weights(w.mlp, [&](const char* name, auto& t, const auto& shape) {
+    mlp_.visit_weights(w.mlp, [&](const char* name, auto&& t, const auto& shape) {
       f(std::string("mlp.") + name, t, shape);
     });
   }

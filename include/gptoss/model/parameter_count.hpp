@@ -16,6 +16,7 @@
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/model/checkpoint_layout.hpp"
 
 namespace gptoss {
 
@@ -49,6 +50,11 @@ class ParameterCounter {
   void operator()(const std::string& name, const std::vector<MatrixView<const T>>&,
                   const std::array<index_t, 3>& shape) {
     add(name, shape, dtype_label<T>(), static_cast<double>(sizeof(T)));
+  }
+  template <class Ptr, std::size_t N, std::size_t R>
+  void operator()(const std::string& name, const RowSplit<Ptr, N>&, const std::array<index_t, R>& shape) {
+    using T = typename std::remove_cvref_t<decltype(*std::declval<Ptr>())>::element_type;
+    add(name, shape, dtype_label<std::remove_const_t<T>>(), static_cast<double>(sizeof(T)));
   }
 
   ParameterCount count;

@@ -16,6 +16,7 @@
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/model/checkpoint_layout.hpp"
 
 namespace gptoss {
 
@@ -87,6 +88,18 @@ class RandomFiller {
     for (index_t e = 0; e < shape[0]; ++e) {
       experts.emplace_back(blocks.data() + e * per_expert_blocks * Format::kBytesPerBlock,
                            scales.data() + e * per_expert_blocks, shape[1], shape[2]);
+    }
+  }
+
+  /// One random tensor, its rows shared out among the parts.
+  template <class View, std::size_t N, std::size_t R>
+  void operator()(const std::string& name, const RowSplit<View*, N>& split, const std::array<index_t, R>& shape) {
+    View whole;
+    (*this)(name, whole, shape);
+    index_t row = 0;
+    for (std::size_t i = 0; i < N; ++i) {
+      *split.parts[i] = whole.slice(row, row + split.rows[i]);
+      row += split.rows[i];
     }
   }
 

@@ -130,21 +130,21 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
   template <class W, class F>
     requires std::same_as<std::remove_const_t<W>, Weights>
   void visit_weights(W& w, F&& f) const {
-    embedding_.visit_weights(w.embedding, [&](const char* name, auto& t, const auto& shape) {
+    embedding_.visit_weights(w.embedding, [&](const char* name, auto&& t, const auto& shape) {
       f(std::string("embedding.") + name, t, shape);
     });
     for (int l = 0; l < dims_.num_layers; ++l) {
       const std::string prefix = "block." + std::to_string(l) + ".";
       with_layer(w, l, [&](const auto& block, auto& bw) {
-        block.visit_weights(bw, [&](const std::string& name, auto& t, const auto& shape) {
+        block.visit_weights(bw, [&](const std::string& name, auto&& t, const auto& shape) {
           f(prefix + name, t, shape);
         });
       });
     }
-    norm_.visit_weights(w.norm, [&](const char* name, auto& t, const auto& shape) {
+    norm_.visit_weights(w.norm, [&](const char* name, auto&& t, const auto& shape) {
       f(std::string("norm.") + name, t, shape);
     });
-    unembedding_.visit_weights(w.unembedding, [&](const char* name, auto& t, const auto& shape) {
+    unembedding_.visit_weights(w.unembedding, [&](const char* name, auto&& t, const auto& shape) {
       f(std::string("unembedding.") + name, t, shape);
     });
   }
