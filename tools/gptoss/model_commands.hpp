@@ -21,7 +21,7 @@ namespace gptoss::cli {
 
 
 /// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the item.
-std::vector<std::int32_t> parse_token_list(const std::string& text) {
+inline std::vector<std::int32_t> parse_token_list(const std::string& text) {
   std::vector<std::int32_t> tokens;
   std::stringstream in(text);
   std::string item;
@@ -45,7 +45,7 @@ std::vector<std::int32_t> parse_token_list(const std::string& text) {
 }
 
 /// "FILE" or "FILE:TENSOR" (default tensor "tokens"), an I32 or I64 tensor.
-std::vector<std::int32_t> read_token_file(const std::string& spec) {
+inline std::vector<std::int32_t> read_token_file(const std::string& spec) {
   std::string path = spec, tensor = "tokens";
   if (const auto colon = spec.rfind(':'); colon != std::string::npos && colon > 1) {
     path = spec.substr(0, colon);
@@ -67,7 +67,7 @@ struct Comparison {
   double max_error = 0.0, max_reference = 0.0, relative = 0.0;
 };
 
-Comparison compare(const std::vector<float>& a, const std::vector<float>& ref) {
+inline Comparison compare(const std::vector<float>& a, const std::vector<float>& ref) {
   Comparison c;
   for (std::size_t i = 0; i < ref.size(); ++i) {
     c.max_error = std::max(c.max_error, std::fabs(static_cast<double>(a[i]) - ref[i]));
@@ -78,7 +78,7 @@ Comparison compare(const std::vector<float>& a, const std::vector<float>& ref) {
   return c;
 }
 
-std::string human(double n) {
+inline std::string human(double n) {
   std::ostringstream s;
   s << std::fixed << std::setprecision(2);
   if (n >= 1e9) s << n / 1e9 << "B";
@@ -88,13 +88,13 @@ std::string human(double n) {
   return s.str();
 }
 
-int run_forward(const std::string& model_dir, const std::string& tokens_text,
+inline int run_forward(const std::string& model_dir, const std::string& tokens_text,
                 const std::string& tokens_file, const std::string& out_path, int prefill,
                 long long max_context, const std::string& reference, double tolerance) {
   std::vector<std::int32_t> tokens =
       tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
   if (tokens.empty()) throw RangeError("the token list is empty");
-  const auto model = load_original_checkpoint(model_dir);
+  const auto model = load_checkpoint(model_dir);
   check_token_ids(tokens, model.dims().vocab);
   const index_t t_count = static_cast<index_t>(tokens.size());
   const index_t vocab = model.dims().vocab;
@@ -149,11 +149,17 @@ int run_forward(const std::string& model_dir, const std::string& tokens_text,
   return 0;
 }
 
-int run_info(const std::string& model_dir) {
-  const auto model = load_original_checkpoint(model_dir);
+/// Prints config, counts and pattern. With dry_run, or when shard files are
+/// absent, nothing is mapped: the plan from config.json and the index is shown.
+inline int run_info(const std::string& model_dir, bool dry_run) {
+  Transformer<> model(ModelDims{});
+  const CheckpointPlan plan = plan_checkpoint(model_dir, &model);
+  const bool planned_only = dry_run || !plan.absent_files.empty();
+  if (!planned_only) model = load_checkpoint(model_dir);
   const ModelDims& d = model.dims();
   const ParameterCount c = count_parameters(model);
-  std::cout << "model: " << model_dir << "\n"
+  std::cout << "model: " << plan.info.dir.string() << " (" << layout_name(plan.info.layout) << " layout, "
+            << plan.info.files.size() << " file" << (plan.info.files.size() == 1 ? "" : "s") << ")\n"
             << "  layers " << d.num_layers << ", hidden " << d.hidden << ", intermediate " << d.intermediate
             << ", vocab " << d.vocab << "\n"
             << "  attention: " << d.num_heads << " query heads, " << d.num_kv_heads << " KV heads of "
@@ -162,7 +168,7 @@ int run_info(const std::string& model_dir) {
             << d.swiglu_limit << "\n"
             << "  rope: theta " << d.rope_theta << ", YaRN factor " << d.rope_scaling_factor
             << ", initial context " << d.initial_context << ", ntk alpha " << d.rope_ntk_alpha
-            << ", beta " << d.rope_ntk_beta << "\n"
+            << ", beta " << d.rope_ntk_beta << (d.rope_truncate ? ", bounds truncated" : "") << "\n"
             << "parameters: " << human(static_cast<double>(c.total)) << " total (" << c.total << "), "
             << human(static_cast<double>(c.active_per_token)) << " active per token (" << c.active_per_token
             << "), experts " << human(static_cast<double>(c.expert)) << "\n"
@@ -171,10 +177,35 @@ int run_info(const std::string& model_dir) {
   std::cout << " (total " << human(static_cast<double>(c.bytes())) << ")\nlayer pattern:";
   for (int l = 0; l < d.num_layers; ++l) std::cout << (ModelDims::is_sliding_layer(l) ? " S" : " F");
   std::cout << "  (S: sliding window " << d.sliding_window << ", F: full attention)\n";
+  if (planned_only) {
+    std::cout << "dry run: " << plan.tensors.size() << " tensors expected (" << plan.bytes() << " bytes); "
+              << plan.missing.size() << " missing and " << plan.unexpected.size() << " unexpected in "
+              << (plan.info.weight_map.empty() ? "the file" : "the shard index");
+    if (!plan.absent_files.empty()) {
+      std::cout << "; shard files not present:";
+      for (const auto& f : plan.absent_files) std::cout << " " << f;
+    }
+    std::cout << "\n";
+    for (const auto& m : plan.missing) std::cout << "  missing: " << m << "\n";
+    for (const auto& u : plan.unexpected) std::cout << "  unexpected: " << u << "\n";
+    return plan.missing.empty() && plan.unexpected.empty() ? 0 : 2;
+  }
   return 0;
 }
 
-int run_compare(const std::string& a_path, const std::string& b_path, const std::vector<std::string>& names,
+/// Rewrites a checkpoint in another layout (and number of shards).
+inline int run_convert(const std::string& model_dir, const std::string& out_dir, const std::string& layout,
+                       int shards) {
+  if (layout != "original" && layout != "hf") throw RangeError("--layout must be 'original' or 'hf', got '" + layout + "'");
+  const auto model = load_checkpoint(model_dir);
+  write_checkpoint(model, out_dir, layout == "hf" ? CheckpointLayout::hugging_face : CheckpointLayout::original,
+                   shards);
+  std::cout << "wrote " << out_dir << " (" << (layout == "hf" ? "hugging_face" : "original") << " layout, "
+            << shards << " file" << (shards == 1 ? "" : "s") << ")\n";
+  return 0;
+}
+
+inline int run_compare(const std::string& a_path, const std::string& b_path, const std::vector<std::string>& names,
                 double tolerance) {
   const io::SafetensorsFile a(a_path), b(b_path);
   std::vector<std::string> tensors = names;
@@ -214,7 +245,7 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   };
   auto fa = std::make_shared<ForwardArgs>();
   auto* forward = app.add_subcommand("forward", "Run the model on tokens and write the logits");
-  forward->add_option("--model", fa->model_dir, "checkpoint directory (config.json + model.safetensors)")->required();
+  forward->add_option("--model", fa->model_dir, "checkpoint directory (original or Hugging Face layout)")->required();
   auto* tok = forward->add_option("--tokens", fa->tokens_text, "comma-separated token ids");
   auto* tokf = forward->add_option("--tokens-file", fa->tokens_file,
                                    "token ids from a safetensors tensor: FILE[:TENSOR] (default tensor 'tokens')");
@@ -232,10 +263,28 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
     };
   });
 
-  auto info_model = std::make_shared<std::string>();
+  struct InfoArgs {
+    std::string model;
+    bool dry_run = false;
+  };
+  auto ia = std::make_shared<InfoArgs>();
   auto* info = app.add_subcommand("info", "Print a checkpoint's config, parameter counts and layer pattern");
-  info->add_option("--model", *info_model, "checkpoint directory")->required();
-  info->callback([info_model, &action] { action = [info_model] { return run_info(*info_model); }; });
+  info->add_option("--model", ia->model, "checkpoint directory (either layout, sharded or not)")->required();
+  info->add_flag("--dry-run", ia->dry_run,
+                 "plan from config.json and the shard index only (also when shard files are absent)");
+  info->callback([ia, &action] { action = [ia] { return run_info(ia->model, ia->dry_run); }; });
+
+  struct ConvertArgs {
+    std::string model, out, layout = "hf";
+    int shards = 1;
+  };
+  auto cv = std::make_shared<ConvertArgs>();
+  auto* convert = app.add_subcommand("convert", "Rewrite a checkpoint in the original or Hugging Face layout");
+  convert->add_option("--model", cv->model, "checkpoint directory")->required();
+  convert->add_option("--out", cv->out, "output directory")->required();
+  convert->add_option("--layout", cv->layout, "original or hf (default hf)");
+  convert->add_option("--shards", cv->shards, "number of safetensors files (with an index when > 1)");
+  convert->callback([cv, &action] { action = [cv] { return run_convert(cv->model, cv->out, cv->layout, cv->shards); }; });
 
   struct CompareArgs {
     std::string a, b;

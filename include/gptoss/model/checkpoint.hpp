@@ -277,7 +277,16 @@ Model load_checkpoint(const std::filesystem::path& dir) {
                             : "shard index of '" + info.dir.string() + "' names shard '" +
                                   file.filename().string() + "', which does not exist");
     }
-    source.add(std::make_shared<const io::SafetensorsFile>(file));
+    auto shard = std::make_shared<const io::SafetensorsFile>(file);
+    if (!info.weight_map.empty()) {
+      for (const auto& t : shard->tensors()) {
+        if (!info.weight_map.count(t.name)) {
+          throw FormatError("shard '" + file.string() + "' holds tensor '" + t.name +
+                            "', which the shard index does not list");
+        }
+      }
+    }
+    source.add(std::move(shard));
   }
   for (const auto& [tensor, file] : info.weight_map) {
     const io::SafetensorsFile* holder = source.find(tensor);
