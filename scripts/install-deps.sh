@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(
   cmake g++ ninja-build ccache
   libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev
-  catch2 libbenchmark-dev libcli11-dev libpcre2-dev
+  catch2 libbenchmark-dev libcli11-dev libpcre2-dev pkg-config
+  clang libclang-rt-14-dev
 )
 
 if [[ "$(id -u)" -eq 0 ]]; then

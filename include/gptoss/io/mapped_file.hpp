@@ -49,6 +49,17 @@ class MappedFile {
     ::close(fd);
   }
 
+  /// A non-owning stand-in over bytes already in memory (e.g. for parsers
+  /// under test or fuzzing); `name` appears in error messages as the path.
+  static MappedFile borrow(std::span<const std::byte> bytes, std::filesystem::path name) {
+    MappedFile f;
+    f.path_ = std::move(name);
+    f.data_ = bytes.data();
+    f.size_ = bytes.size();
+    f.owned_ = false;
+    return f;
+  }
+
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
   MappedFile(MappedFile&& other) noexcept { swap(other); }
@@ -58,7 +69,7 @@ class MappedFile {
     return *this;
   }
   ~MappedFile() {
-    if (data_ != nullptr) ::munmap(const_cast<std::byte*>(data_), size_);
+    if (data_ != nullptr && owned_) ::munmap(const_cast<std::byte*>(data_), size_);
   }
 
   const std::byte* data() const noexcept { return data_; }
@@ -74,11 +85,13 @@ class MappedFile {
     std::swap(path_, other.path_);
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);
+    std::swap(owned_, other.owned_);
   }
 
   std::filesystem::path path_;
   const std::byte* data_ = nullptr;
   std::size_t size_ = 0;
+  bool owned_ = true;
 };
 
 }  // namespace gptoss::io

@@ -54,6 +54,12 @@ class SafetensorsFile {
   /// Opens and validates `path`; throws FormatError on any inconsistency.
   explicit SafetensorsFile(std::filesystem::path path) : file_(std::move(path)) { parse(); }
 
+  /// Parses bytes already in memory (not copied: they must outlive the
+  /// object); `name` stands for the path in error messages.
+  static SafetensorsFile from_bytes(std::span<const std::byte> bytes, std::filesystem::path name) {
+    return SafetensorsFile(MappedFile::borrow(bytes, std::move(name)));
+  }
+
   const std::filesystem::path& path() const noexcept { return file_.path(); }
   /// Tensors sorted by name.
   const std::vector<TensorInfo>& tensors() const noexcept { return tensors_; }
@@ -134,6 +140,8 @@ class SafetensorsFile {
   std::string where(const TensorInfo& t) const { return where() + ", tensor '" + t.name + "'"; }
 
  private:
+  explicit SafetensorsFile(MappedFile file) : file_(std::move(file)) { parse(); }
+
   template <class T>
   void check_dtype(const TensorInfo& t) const {
     if (t.dtype != dtype_of_v<T>) {
