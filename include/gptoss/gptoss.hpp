@@ -28,3 +28,4 @@
 #include "gptoss/model/random_weights.hpp"
 #include "gptoss/model/transformer.hpp"
 #include "gptoss/model/parameter_count.hpp"
+#include "gptoss/model/synthetic_checkpoint.hpp"

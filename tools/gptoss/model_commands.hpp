@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -149,13 +150,96 @@ inline int run_forward(const std::string& model_dir, const std::string& tokens_t
   return 0;
 }
 
+/// 3.27e9 -> "3.27 GB".
+inline std::string human_bytes(double n) {
+  std::ostringstream s;
+  s << std::fixed << std::setprecision(2);
+  if (n >= 1e9) s << n / 1e9 << " GB";
+  else if (n >= 1e6) s << n / 1e6 << " MB";
+  else if (n >= 1e3) s << n / 1e3 << " kB";
+  else s << std::setprecision(0) << n << " B";
+  return s.str();
+}
+
+/// Resident and peak resident memory of this process, bytes (Linux).
+struct ProcessMemory {
+  std::int64_t rss = 0, peak = 0;
+};
+inline ProcessMemory process_memory() {
+  ProcessMemory m;
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  while (status >> key) {
+    std::int64_t kb = 0;
+    if (key == "VmRSS:" && status >> kb) m.rss = kb * 1024;
+    else if (key == "VmHWM:" && status >> kb) m.peak = kb * 1024;
+    status.ignore(1 << 20, '\n');
+  }
+  return m;
+}
+
+/// Visitor that reads one byte per cache line of every weight (a checksum),
+/// so the mapped pages become resident.
+struct WeightToucher {
+  std::uint64_t sum = 0;
+  void add(const void* p, std::size_t n) {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    for (std::size_t i = 0; i < n; i += 64) sum += b[i];
+  }
+  template <class T, std::size_t R>
+  void operator()(const std::string&, const TensorView<const T, R>& v, const std::array<index_t, R>&) {
+    add(v.data(), static_cast<std::size_t>(v.size()) * sizeof(T));
+  }
+  template <class P, std::size_t N, std::size_t R>
+  void operator()(const std::string&, const RowSplit<P, N>& s, const std::array<index_t, R>&) {
+    for (auto* part : s.parts) add(part->data(), static_cast<std::size_t>(part->size()) * sizeof(*part->data()));
+  }
+  template <class F>
+  void operator()(const std::string&, const std::vector<FP4TensorView<F>>& experts, const std::array<index_t, 3>&) {
+    for (const auto& w : experts) {
+      add(w.blocks(), static_cast<std::size_t>(w.rows() * w.blocks_per_row() * F::kBytesPerBlock));
+      add(w.scales(), static_cast<std::size_t>(w.rows() * w.blocks_per_row()));
+    }
+  }
+  template <class T>
+  void operator()(const std::string&, const std::vector<MatrixView<const T>>& experts, const std::array<index_t, 3>&) {
+    for (const auto& w : experts) add(w.data(), static_cast<std::size_t>(w.size()) * sizeof(T));
+  }
+};
+
+template <class Model>
+std::uint64_t touch_weights(const Model& model) {
+  WeightToucher toucher;
+  model.visit_weights(model.weights(), toucher);
+  return toucher.sum;
+}
+
 /// Prints config, counts and pattern. With dry_run, or when shard files are
 /// absent, nothing is mapped: the plan from config.json and the index is shown.
-inline int run_info(const std::string& model_dir, bool dry_run) {
+inline int run_info(const std::string& model_dir, bool dry_run, bool touch) {
   Transformer<> model(ModelDims{});
   const CheckpointPlan plan = plan_checkpoint(model_dir, &model);
   const bool planned_only = dry_run || !plan.absent_files.empty();
-  if (!planned_only) model = load_checkpoint(model_dir);
+  std::ostringstream load_report;
+  if (!planned_only) {
+    const ProcessMemory before = process_memory();
+    const auto start = std::chrono::steady_clock::now();
+    model = load_checkpoint(model_dir);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const ProcessMemory after = process_memory();
+    load_report << "load: " << std::setprecision(3) << seconds << " s (files mapped, not read); resident "
+                << human_bytes(static_cast<double>(after.rss)) << " (+" << human_bytes(static_cast<double>(after.rss - before.rss))
+                << "), peak " << human_bytes(static_cast<double>(after.peak)) << "\n";
+    if (touch) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const std::uint64_t sum = touch_weights(model);
+      const double touch_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const ProcessMemory touched = process_memory();
+      load_report << "touch: every weight page read in " << touch_s << " s (checksum " << sum % 1000 << "); resident "
+                  << human_bytes(static_cast<double>(touched.rss)) << ", peak " << human_bytes(static_cast<double>(touched.peak))
+                  << ", for " << human_bytes(static_cast<double>(plan.bytes())) << " of weights\n";
+    }
+  }
   const ModelDims& d = model.dims();
   const ParameterCount c = count_parameters(model);
   std::cout << "model: " << plan.info.dir.string() << " (" << layout_name(plan.info.layout) << " layout, "
@@ -176,7 +260,7 @@ inline int run_info(const std::string& model_dir, bool dry_run) {
   for (const auto& [dtype, bytes] : c.bytes_by_dtype) std::cout << " " << dtype << " " << human(static_cast<double>(bytes));
   std::cout << " (total " << human(static_cast<double>(c.bytes())) << ")\nlayer pattern:";
   for (int l = 0; l < d.num_layers; ++l) std::cout << (ModelDims::is_sliding_layer(l) ? " S" : " F");
-  std::cout << "  (S: sliding window " << d.sliding_window << ", F: full attention)\n";
+  std::cout << "  (S: sliding window " << d.sliding_window << ", F: full attention)\n" << load_report.str();
   if (planned_only) {
     std::cout << "dry run: " << plan.tensors.size() << " tensors expected (" << plan.bytes() << " bytes); "
               << plan.missing.size() << " missing and " << plan.unexpected.size() << " unexpected in "
@@ -265,14 +349,45 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
 
   struct InfoArgs {
     std::string model;
-    bool dry_run = false;
+    bool dry_run = false, touch = false;
   };
   auto ia = std::make_shared<InfoArgs>();
   auto* info = app.add_subcommand("info", "Print a checkpoint's config, parameter counts and layer pattern");
   info->add_option("--model", ia->model, "checkpoint directory (either layout, sharded or not)")->required();
   info->add_flag("--dry-run", ia->dry_run,
                  "plan from config.json and the shard index only (also when shard files are absent)");
-  info->callback([ia, &action] { action = [ia] { return run_info(ia->model, ia->dry_run); }; });
+  info->add_flag("--touch", ia->touch, "after loading, read every weight once and report resident memory");
+  info->callback([ia, &action] { action = [ia] { return run_info(ia->model, ia->dry_run, ia->touch); }; });
+
+  struct SynthArgs {
+    std::string config = "gpt-oss-20b", out, layout = "hf";
+    int shards = 3, layers = 0;
+    std::uint64_t seed = 1;
+  };
+  auto sa = std::make_shared<SynthArgs>();
+  auto* synth = app.add_subcommand("synth", "Write a checkpoint of real (or any) shapes with random weights, streamed to disk");
+  synth->add_option("--config", sa->config, "gpt-oss-20b, gpt-oss-120b, or a config.json file");
+  synth->add_option("--out", sa->out, "output directory")->required();
+  synth->add_option("--layout", sa->layout, "hf (default) or original");
+  synth->add_option("--shards", sa->shards, "number of safetensors files (default 3)");
+  synth->add_option("--layers", sa->layers, "keep only the first N layers (default: all)");
+  synth->add_option("--seed", sa->seed, "random seed");
+  synth->callback([sa, &action] {
+    action = [sa] {
+      ModelDims dims = sa->config == "gpt-oss-20b"    ? GptOss20b::value
+                       : sa->config == "gpt-oss-120b" ? GptOss120b::value
+                                                      : inspect_checkpoint(std::filesystem::path(sa->config).parent_path()).dims;
+      if (sa->layers > 0) dims.num_layers = std::min(dims.num_layers, sa->layers);
+      if (sa->layout != "hf" && sa->layout != "original") throw RangeError("--layout must be 'hf' or 'original'");
+      const auto start = std::chrono::steady_clock::now();
+      write_synthetic_checkpoint(dims, sa->out, sa->layout == "hf" ? CheckpointLayout::hugging_face : CheckpointLayout::original,
+                                 sa->shards, sa->seed);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::cout << "wrote " << sa->out << " (" << dims.num_layers << " layers, " << sa->shards << " files) in "
+                << std::setprecision(3) << seconds << " s\n";
+      return 0;
+    };
+  });
 
   struct ConvertArgs {
     std::string model, out, layout = "hf";

@@ -319,71 +319,128 @@ struct TensorRecord {
   }
 };
 
-/// Writes a safetensors file. Tensors are laid out back to back (no holes, as
-/// other safetensors readers require), widest dtype first, after a header
-/// padded to 8 bytes, so every tensor is aligned to its element size. Throws
-/// ShapeError when a record's byte size disagrees with its dtype and shape,
-/// FormatError on a duplicate or reserved ("__metadata__") tensor name, Error
-/// on I/O failure.
+/// Name, dtype and shape of a tensor to be written.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<index_t> shape;
+};
+
+/// Bytes of a tensor's data; ShapeError unless every extent is non-negative
+/// and their running product fits index_t, as the reader requires
+/// (unchecked, {-2, -2} would pass as 4 elements).
+inline std::uint64_t checked_bytes(const TensorSpec& t) {
+  std::uint64_t count = 1;
+  for (auto e : t.shape) {
+    const auto extent = static_cast<std::uint64_t>(e);
+    if (e < 0 || (e != 0 && count > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) / extent)) {
+      throw ShapeError("write_safetensors: tensor '" + t.name + "' has invalid shape " + shape_string(t.shape));
+    }
+    count *= extent;
+  }
+  return count * dtype_size(t.dtype);
+}
+
+/// Writes a safetensors file whose data arrives in pieces, so that files far
+/// larger than memory can be produced. The header is written up front;
+/// tensors are laid out back to back (no holes, as other safetensors readers
+/// require), widest dtype first, after a header padded to 8 bytes, so every
+/// tensor is aligned to its element size. Data must then be written in
+/// order() order, in chunks of any size; finish() checks it all arrived.
+class SafetensorsStreamWriter {
+ public:
+  SafetensorsStreamWriter(const std::filesystem::path& path, std::vector<TensorSpec> specs,
+                          const std::map<std::string, std::string>& metadata = {})
+      : path_(path), order_(std::move(specs)) {
+    std::set<std::string_view> names;
+    for (const auto& t : order_) {
+      // A repeated name would overwrite its header entry and leave a hole.
+      if (t.name == "__metadata__") {
+        throw FormatError("write_safetensors: tensor name '__metadata__' is reserved");
+      }
+      if (!names.insert(t.name).second) {
+        throw FormatError("write_safetensors: duplicate tensor name '" + t.name + "'");
+      }
+      checked_bytes(t);
+    }
+    std::stable_sort(order_.begin(), order_.end(), [](const TensorSpec& a, const TensorSpec& b) {
+      return dtype_size(a.dtype) > dtype_size(b.dtype);
+    });
+    nlohmann::ordered_json header = nlohmann::ordered_json::object();
+    if (!metadata.empty()) header["__metadata__"] = metadata;
+    for (const TensorSpec& t : order_) {
+      const std::uint64_t n = checked_bytes(t);
+      header[t.name] = {{"dtype", dtype_name(t.dtype)},
+                        {"shape", t.shape},
+                        {"data_offsets", {total_, total_ + n}}};
+      total_ += n;
+    }
+    std::string text = header.dump();
+    text.resize((text.size() + 7) / 8 * 8, ' ');
+    out_.open(path, std::ios::binary | std::ios::trunc);
+    if (!out_) throw Error("cannot write '" + path.string() + "'");
+    const std::uint64_t n = text.size();
+    char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+    out_.write(len, 8);
+    out_.write(text.data(), static_cast<std::streamsize>(text.size()));
+  }
+
+  /// The order in which tensor data must be written.
+  const std::vector<TensorSpec>& order() const noexcept { return order_; }
+
+  /// Appends data bytes (any split of the tensors in order()).
+  void write(std::span<const std::byte> chunk) {
+    if (written_ + chunk.size() > total_) {
+      throw ShapeError("write_safetensors: more data than the tensors of '" + path_.string() + "' hold");
+    }
+    out_.write(reinterpret_cast<const char*>(chunk.data()), static_cast<std::streamsize>(chunk.size()));
+    written_ += chunk.size();
+  }
+
+  /// Flushes and checks that every tensor's data was written.
+  void finish() {
+    if (written_ != total_) {
+      throw ShapeError("write_safetensors: '" + path_.string() + "' got " + std::to_string(written_) +
+                       " data bytes of " + std::to_string(total_));
+    }
+    out_.flush();
+    if (!out_) throw Error("error while writing '" + path_.string() + "'");
+  }
+
+ private:
+  std::filesystem::path path_;
+  std::vector<TensorSpec> order_;
+  std::ofstream out_;
+  std::uint64_t total_ = 0, written_ = 0;
+};
+
+/// Writes a safetensors file from tensors in memory (layout as
+/// SafetensorsStreamWriter). Throws ShapeError when a record's byte size
+/// disagrees with its dtype and shape, FormatError for duplicate names,
+/// Error on I/O failure.
 inline void write_safetensors(const std::filesystem::path& path,
                               std::span<const TensorRecord> tensors,
                               const std::map<std::string, std::string>& metadata = {}) {
-  std::vector<const TensorRecord*> order;
-  std::set<std::string_view> names;
+  std::vector<TensorSpec> specs;
+  std::map<std::string, const TensorRecord*> by_name;
   for (const auto& t : tensors) {
-    // A repeated name would overwrite its header entry and leave a hole.
-    if (t.name == "__metadata__") {
-      throw FormatError("write_safetensors: tensor name '__metadata__' is reserved");
-    }
-    if (!names.insert(t.name).second) {
-      throw FormatError("write_safetensors: duplicate tensor name '" + t.name + "'");
-    }
-    // Extents must be non-negative and their running product fit index_t, as
-    // the reader requires (unchecked, {-2, -2} would pass as 4 elements).
-    std::uint64_t count = 1;
-    for (auto e : t.shape) {
-      const auto extent = static_cast<std::uint64_t>(e);
-      if (e < 0 || (e != 0 && count > static_cast<std::uint64_t>(
-                                          std::numeric_limits<index_t>::max()) / extent)) {
-        throw ShapeError("write_safetensors: tensor '" + t.name + "' has invalid shape " +
-                         shape_string(t.shape));
-      }
-      count *= extent;
-    }
-    if (count * dtype_size(t.dtype) != t.data.size()) {
+    specs.push_back({t.name, t.dtype, t.shape});
+    by_name.emplace(t.name, &t);
+  }
+  // Check sizes before the file is created.
+  for (const auto& t : tensors) {
+    const auto need = checked_bytes({t.name, t.dtype, t.shape});
+    if (need != t.data.size()) {
       throw ShapeError("write_safetensors: tensor '" + t.name + "' has " +
                        std::to_string(t.data.size()) + " bytes, but dtype " +
                        std::string(dtype_name(t.dtype)) + " and shape " + shape_string(t.shape) +
-                       " need " + std::to_string(count * dtype_size(t.dtype)));
+                       " need " + std::to_string(need));
     }
-    order.push_back(&t);
   }
-  std::stable_sort(order.begin(), order.end(), [](const TensorRecord* a, const TensorRecord* b) {
-    return dtype_size(a->dtype) > dtype_size(b->dtype);
-  });
-  nlohmann::ordered_json header = nlohmann::ordered_json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  std::uint64_t offset = 0;
-  for (const TensorRecord* t : order) {
-    header[t->name] = {{"dtype", dtype_name(t->dtype)},
-                       {"shape", t->shape},
-                       {"data_offsets", {offset, offset + t->data.size()}}};
-    offset += t->data.size();
-  }
-  std::string text = header.dump();
-  text.resize((text.size() + 7) / 8 * 8, ' ');
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error("cannot write '" + path.string() + "'");
-  const std::uint64_t n = text.size();
-  char len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  out.write(len, 8);
-  out.write(text.data(), static_cast<std::streamsize>(text.size()));
-  for (const TensorRecord* t : order) {
-    out.write(reinterpret_cast<const char*>(t->data.data()),
-              static_cast<std::streamsize>(t->data.size()));
-  }
-  if (!out) throw Error("error while writing '" + path.string() + "'");
+  SafetensorsStreamWriter writer(path, std::move(specs), metadata);
+  for (const auto& spec : writer.order()) writer.write(by_name.at(spec.name)->data);
+  writer.finish();
 }
 
 }  // namespace gptoss::io

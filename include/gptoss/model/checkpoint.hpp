@@ -550,49 +550,72 @@ inline void write_json(const std::filesystem::path& path, const nlohmann::ordere
 }
 }  // namespace detail
 
-/// Writes `model` as a checkpoint in `layout`: dir/config.json plus either
-/// dir/model.safetensors (shards == 1) or `shards` files
+/// Writes a checkpoint directory for dims in `layout`: config.json plus
+/// either model.safetensors (shards == 1) or `shards` files
 /// model-0000i-of-0000N.safetensors with model.safetensors.index.json. Shards
 /// take tensors in name order up to an equal share of the bytes each, so a
 /// layer's tensors may straddle two shards, as in the released checkpoints.
-template <class Model>
-void write_checkpoint(const Model& model, const std::filesystem::path& dir, CheckpointLayout layout,
-                      int shards = 1) {
+/// `write_data(spec, writer)` writes one tensor's bytes; memory use is
+/// whatever it needs, so checkpoints larger than memory can be streamed.
+template <class WriteData>
+void write_checkpoint_files(const std::filesystem::path& dir, CheckpointLayout layout, const ModelDims& dims,
+                            std::vector<io::TensorSpec> specs, int shards, WriteData&& write_data) {
   if (shards < 1) throw RangeError("write_checkpoint: shards must be at least 1");
   std::filesystem::create_directories(dir);
-  detail::WeightCollector collector(layout);
-  model.visit_weights(model.weights(), collector);
   bool mxfp4 = false;
-  for (const auto& r : collector.records()) mxfp4 = mxfp4 || r.name.ends_with("blocks");
+  for (const auto& t : specs) mxfp4 = mxfp4 || t.name.ends_with("blocks");
   detail::write_json(dir / "config.json", layout == CheckpointLayout::original
-                                              ? nlohmann::ordered_json(original_config_json(model.dims()))
-                                              : hf_config_json(model.dims(), mxfp4));
-  const std::map<std::string, std::string> metadata{{"format", layout == CheckpointLayout::original ? "gpt-oss original checkpoint layout" : "pt"}};
+                                              ? nlohmann::ordered_json(original_config_json(dims))
+                                              : hf_config_json(dims, mxfp4));
+  const std::map<std::string, std::string> metadata{
+      {"format", layout == CheckpointLayout::original ? "gpt-oss original checkpoint layout" : "pt"}};
+  const auto write_file = [&](const std::filesystem::path& path, std::vector<io::TensorSpec> part) {
+    io::SafetensorsStreamWriter writer(path, std::move(part), metadata);
+    for (const auto& spec : writer.order()) write_data(spec, writer);
+    writer.finish();
+  };
   if (shards == 1) {
-    io::write_safetensors(dir / "model.safetensors", collector.records(), metadata);
+    write_file(dir / "model.safetensors", std::move(specs));
     return;
   }
-  std::vector<io::TensorRecord> records = collector.records();
-  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::sort(specs.begin(), specs.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   std::uint64_t total = 0;
-  for (const auto& r : records) total += r.data.size();
+  for (const auto& t : specs) total += io::checked_bytes(t);
   const std::uint64_t share = (total + static_cast<std::uint64_t>(shards) - 1) / static_cast<std::uint64_t>(shards);
   nlohmann::ordered_json weight_map = nlohmann::ordered_json::object();
   std::size_t next = 0;
   for (int i = 0; i < shards; ++i) {
     char name[64];
     std::snprintf(name, sizeof(name), "model-%05d-of-%05d.safetensors", i, shards);
-    std::vector<io::TensorRecord> part;
+    std::vector<io::TensorSpec> part;
     std::uint64_t bytes = 0;
-    while (next < records.size() && (i == shards - 1 || bytes < share)) {
-      bytes += records[next].data.size();
-      weight_map[records[next].name] = name;
-      part.push_back(records[next++]);
+    while (next < specs.size() && (i == shards - 1 || bytes < share)) {
+      bytes += io::checked_bytes(specs[next]);
+      weight_map[specs[next].name] = name;
+      part.push_back(specs[next++]);
     }
-    io::write_safetensors(dir / name, part, metadata);
+    write_file(dir / name, std::move(part));
   }
   detail::write_json(dir / "model.safetensors.index.json",
                      {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
+}
+
+/// Writes `model`'s weights as a checkpoint in `layout` (see write_checkpoint_files).
+template <class Model>
+void write_checkpoint(const Model& model, const std::filesystem::path& dir, CheckpointLayout layout,
+                      int shards = 1) {
+  detail::WeightCollector collector(layout);
+  model.visit_weights(model.weights(), collector);
+  std::vector<io::TensorSpec> specs;
+  std::map<std::string, const io::TensorRecord*> by_name;
+  for (const auto& r : collector.records()) {
+    specs.push_back({r.name, r.dtype, r.shape});
+    by_name[r.name] = &r;
+  }
+  write_checkpoint_files(dir, layout, model.dims(), std::move(specs), shards,
+                         [&](const io::TensorSpec& spec, io::SafetensorsStreamWriter& writer) {
+                           writer.write(by_name.at(spec.name)->data);
+                         });
 }
 
 /// Writes `model` as an original-layout checkpoint: dir/config.json and
