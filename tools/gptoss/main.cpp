@@ -13,12 +13,14 @@
 #include <iostream>
 
 #include "model_commands.hpp"
+#include "text_commands.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"gptoss: run and inspect gpt-oss models"};
   app.require_subcommand(1);
   std::function<int()> action;
   gptoss::cli::add_model_commands(app, action);
+  gptoss::cli::add_text_commands(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,148 @@
+// UTF-8 for the text layer: appending a code point, reading one
+// back, and finding how much of a byte stream is complete, so that
+// streamed token text is never cut inside a character.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace gptoss::text::utf8 {
+
+/// Appends the UTF-8 encoding of code point `cp` (<= 0x10FFFF) to `out`.
+inline void append(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+/// Length of the well-formed UTF-8 sequence starting at s[i], or 0 when the
+/// bytes there are not one (bad lead byte, bad continuation, overlong form,
+/// surrogate, beyond U+10FFFF, or cut short by the end of s).
+inline std::size_t sequence_length(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  if (b0 < 0x80) return 1;
+  std::size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    n = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    n = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    n = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size()) return 0;
+  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
+  for (std::size_t k = 2; k < n; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+  }
+  return n;
+}
+
+/// Decodes the well-formed sequence at s[i] (see sequence_length), setting
+/// `length`; returns U+FFFD with length 1 for a malformed byte.
+inline char32_t decode(std::string_view s, std::size_t i, std::size_t& length) {
+  length = sequence_length(s, i);
+  if (length == 0) {
+    length = 1;
+    return 0xFFFD;
+  }
+  const auto byte = [&](std::size_t k) { return static_cast<char32_t>(static_cast<unsigned char>(s[i + k])); };
+  switch (length) {
+    case 1: return byte(0);
+    case 2: return ((byte(0) & 0x1F) << 6) | (byte(1) & 0x3F);
+    case 3: return ((byte(0) & 0x0F) << 12) | ((byte(1) & 0x3F) << 6) | (byte(2) & 0x3F);
+    default: return ((byte(0) & 0x07) << 18) | ((byte(1) & 0x3F) << 12) | ((byte(2) & 0x3F) << 6) | (byte(3) & 0x3F);
+  }
+}
+
+/// True when every byte of s belongs to a well-formed UTF-8 sequence.
+inline bool is_valid(std::string_view s) {
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = sequence_length(s, i);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+/// Number of leading bytes of s that can be shown now: everything except a
+/// trailing, still incomplete (but so far valid) multi-byte sequence.
+/// Malformed bytes count as complete; they will never become valid.
+inline std::size_t complete_prefix(std::string_view s) {
+  const std::size_t size = s.size();
+  // An incomplete sequence is at most 3 bytes long: look back that far for its lead byte.
+  for (std::size_t back = 1; back <= 3 && back <= size; ++back) {
+    const auto lead = static_cast<unsigned char>(s[size - back]);
+    if ((lead & 0xC0) == 0x80) continue;        // continuation byte: keep looking
+    if (lead < 0xC2 || lead > 0xF4) return size;  // ASCII or a bad lead: nothing pending
+    const std::size_t needed = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    if (back >= needed) return size;  // the last sequence is complete (or malformed)
+    if (back >= 2) {
+      const auto second = static_cast<unsigned char>(s[size - back + 1]);
+      const bool valid_start = !((lead == 0xE0 && second < 0xA0) || (lead == 0xED && second > 0x9F) ||
+                                 (lead == 0xF0 && second < 0x90) || (lead == 0xF4 && second > 0x8F));
+      if (!valid_start) return size;
+    }
+    return size - back;
+  }
+  return size;
+}
+
+/// s with every malformed byte replaced by U+FFFD.
+inline std::string lossy(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t n = sequence_length(s, i);
+    if (n == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
+/// Turns a byte stream (token after token) into text in whole characters:
+/// push() returns what can be shown now, holding back a character whose
+/// bytes have not all arrived; flush() returns the rest.
+class StreamDecoder {
+ public:
+  std::string push(std::string_view bytes) {
+    pending_ += bytes;
+    const std::size_t ready = complete_prefix(pending_);
+    std::string out = pending_.substr(0, ready);
+    pending_.erase(0, ready);
+    return out;
+  }
+  std::string flush() { return std::exchange(pending_, std::string()); }
+
+ private:
+  std::string pending_;
+};
+
+}  // namespace gptoss::text::utf8
