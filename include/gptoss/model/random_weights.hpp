@@ -2,13 +2,17 @@
 // of shapes no checkpoint has), examples and benchmarks of real shapes
 // without a checkpoint. Values are scaled like a trained model's (matrices
 // ~ N(0, 1/fan_in), norms ~ 1, MXFP4 scales chosen for the same spread), and
-// each tensor's values depend only on the seed and the tensor's name.
+// each tensor's values depend only on the seed and the tensor's name. The
+// 13.8 GB of gpt-oss-20b are generated on all cores in a few seconds.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <memory>
-#include <random>
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <thread>
 #include <span>
 #include <string>
 #include <vector>
@@ -38,6 +42,49 @@ class WeightArena {
 
 namespace detail {
 
+/// splitmix64: a fast, well-mixed 64-bit generator.
+struct SplitMix64 {
+  std::uint64_t state;
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [-1, 1).
+  double uniform() noexcept { return static_cast<double>(next() >> 11) * 0x1.0p-52 - 1.0; }
+  /// Approximately standard normal (sum of four uniforms, variance 1).
+  double normal() noexcept { return (uniform() + uniform() + uniform() + uniform()) * 0.8660254037844386; }
+};
+
+/// FNV-1a of a name: the same on every platform.
+inline std::uint64_t name_hash(const std::string& name) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return h;
+}
+
+/// Calls fill(rng, begin, end) over [0, n) in fixed chunks, on all cores.
+/// Chunk c's generator is seeded from (seed, c), so the values do not depend
+/// on the number of threads.
+template <class Fill>
+void fill_in_chunks(std::size_t n, std::uint64_t seed, Fill&& fill) {
+  constexpr std::size_t kChunk = std::size_t{1} << 20;
+  const std::size_t chunks = (n + kChunk - 1) / kChunk;
+  std::atomic<std::size_t> next{0};
+  const auto work = [&] {
+    for (std::size_t c; (c = next.fetch_add(1)) < chunks;) {
+      SplitMix64 rng{seed ^ (c * 0xd1b54a32d192ed03ull)};
+      fill(rng, c * kChunk, std::min(n, (c + 1) * kChunk));
+    }
+  };
+  const unsigned threads = std::min<std::size_t>(std::max(1u, std::thread::hardware_concurrency()), chunks);
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+}
+
 /// Visitor that allocates and fills every weight view.
 class RandomFiller {
  public:
@@ -46,15 +93,15 @@ class RandomFiller {
   template <std::size_t R>
   void operator()(const std::string& name, TensorView<const bf16, R>& view,
                   const std::array<index_t, R>& shape) {
-    std::mt19937_64 rng(seed_for(name));
-    index_t n = 1;
-    for (auto e : shape) n *= e;
-    auto data = arena_.allocate<bf16>(static_cast<std::size_t>(n));
+    const std::size_t n = count(shape);
+    auto data = arena_.allocate<bf16>(n);
     const bool is_norm = ends_with(name, ".scale");
     const bool is_bias = ends_with(name, "bias") || ends_with(name, "sinks");
-    const double std = is_norm ? 0.1 : is_bias ? 0.1 : (R == 1 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(shape[R - 1])));
-    std::normal_distribution<double> normal(0.0, std);
-    for (auto& v : data) v = bf16::from_float(static_cast<float>((is_norm ? 1.0 : 0.0) + normal(rng)));
+    const double std = is_norm || is_bias ? 0.1 : (R == 1 ? 1.0 : 1.0 / std::sqrt(static_cast<double>(shape[R - 1])));
+    const double mean = is_norm ? 1.0 : 0.0;
+    fill_in_chunks(n, seed_for(name), [&](SplitMix64& rng, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) data[i] = bf16::from_float(static_cast<float>(mean + std * rng.normal()));
+    });
     view = TensorView<const bf16, R>(data.data(), shape);
   }
 
@@ -62,33 +109,13 @@ class RandomFiller {
     requires std::same_as<T, float>
   void operator()(const std::string& name, TensorView<const T, R>& view,
                   const std::array<index_t, R>& shape) {
-    std::mt19937_64 rng(seed_for(name));
-    index_t n = 1;
-    for (auto e : shape) n *= e;
-    auto data = arena_.allocate<float>(static_cast<std::size_t>(n));
-    std::normal_distribution<double> normal(0.0, 1.0 / std::sqrt(static_cast<double>(shape[R - 1])));
-    for (auto& v : data) v = static_cast<float>(normal(rng));
+    const std::size_t n = count(shape);
+    auto data = arena_.allocate<float>(n);
+    const double std = 1.0 / std::sqrt(static_cast<double>(shape[R - 1]));
+    fill_in_chunks(n, seed_for(name), [&](SplitMix64& rng, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) data[i] = static_cast<float>(std * rng.normal());
+    });
     view = TensorView<const T, R>(data.data(), shape);
-  }
-
-  template <class Format>
-  void operator()(const std::string& name, std::vector<FP4TensorView<Format>>& experts,
-                  const std::array<index_t, 3>& shape) {
-    std::mt19937_64 rng(seed_for(name));
-    const index_t per_expert_blocks = shape[1] * (shape[2] / Format::kBlockSize);
-    auto blocks = arena_.allocate<std::uint8_t>(static_cast<std::size_t>(shape[0] * per_expert_blocks * Format::kBytesPerBlock));
-    auto scales = arena_.allocate<std::uint8_t>(static_cast<std::size_t>(shape[0] * per_expert_blocks));
-    // Uniform E2M1 codes have RMS ~2.93: pick the scale exponent so that
-    // elements have RMS ~ 1/sqrt(cols), varying +-1 per block.
-    const int base = static_cast<int>(std::lround(std::log2(1.0 / (2.93 * std::sqrt(static_cast<double>(shape[2]))))));
-    std::uniform_int_distribution<int> byte(0, 255), jitter(-1, 1);
-    for (auto& b : blocks) b = static_cast<std::uint8_t>(byte(rng));
-    for (auto& s : scales) s = static_cast<std::uint8_t>(127 + base + jitter(rng));
-    experts.clear();
-    for (index_t e = 0; e < shape[0]; ++e) {
-      experts.emplace_back(blocks.data() + e * per_expert_blocks * Format::kBytesPerBlock,
-                           scales.data() + e * per_expert_blocks, shape[1], shape[2]);
-    }
   }
 
   /// One random tensor, its rows shared out among the parts.
@@ -103,6 +130,32 @@ class RandomFiller {
     }
   }
 
+  template <class Format>
+  void operator()(const std::string& name, std::vector<FP4TensorView<Format>>& experts,
+                  const std::array<index_t, 3>& shape) {
+    const index_t per_expert_blocks = shape[1] * (shape[2] / Format::kBlockSize);
+    const auto nblocks = static_cast<std::size_t>(shape[0] * per_expert_blocks);
+    auto blocks = arena_.allocate<std::uint8_t>(nblocks * Format::kBytesPerBlock);
+    auto scales = arena_.allocate<std::uint8_t>(nblocks);
+    // Uniform E2M1 codes have RMS ~2.93: pick the scale exponent so that
+    // elements have RMS ~ 1/sqrt(cols), varying +-1 per block.
+    const int base = 127 + static_cast<int>(std::lround(std::log2(1.0 / (2.93 * std::sqrt(static_cast<double>(shape[2]))))));
+    fill_in_chunks(blocks.size() / 8, seed_for(name + ".blocks"), [&](SplitMix64& rng, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) {
+        const std::uint64_t r = rng.next();
+        std::memcpy(blocks.data() + 8 * i, &r, 8);
+      }
+    });
+    fill_in_chunks(nblocks, seed_for(name + ".scales"), [&](SplitMix64& rng, std::size_t begin, std::size_t end) {
+      for (std::size_t i = begin; i < end; ++i) scales[i] = static_cast<std::uint8_t>(base + static_cast<int>(rng.next() % 3) - 1);
+    });
+    experts.clear();
+    for (index_t e = 0; e < shape[0]; ++e) {
+      experts.emplace_back(blocks.data() + e * per_expert_blocks * Format::kBytesPerBlock,
+                           scales.data() + e * per_expert_blocks, shape[1], shape[2]);
+    }
+  }
+
   template <class T>
   void operator()(const std::string& name, std::vector<MatrixView<const T>>& experts,
                   const std::array<index_t, 3>& shape) {
@@ -113,15 +166,16 @@ class RandomFiller {
   }
 
  private:
+  template <std::size_t R>
+  static std::size_t count(const std::array<index_t, R>& shape) {
+    index_t n = 1;
+    for (auto e : shape) n *= e;
+    return static_cast<std::size_t>(n);
+  }
   static bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
   }
-  /// FNV-1a of the name mixed with the seed: the same on every platform.
-  std::uint64_t seed_for(const std::string& name) const {
-    std::uint64_t h = 0xcbf29ce484222325ull;
-    for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-    return h ^ (seed_ * 0x9e3779b97f4a7c15ull);
-  }
+  std::uint64_t seed_for(const std::string& name) const { return name_hash(name) ^ (seed_ * 0x9e3779b97f4a7c15ull); }
 
   WeightArena& arena_;
   std::uint64_t seed_;

@@ -13,29 +13,10 @@
 #include <vector>
 
 #include "gptoss/model/checkpoint.hpp"
+#include "gptoss/model/random_weights.hpp"
 
 namespace gptoss {
 
-namespace detail {
-
-/// splitmix64: a fast, well-mixed 64-bit generator.
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() noexcept {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-};
-
-inline std::uint64_t name_hash(const std::string& name) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
-  return h;
-}
-
-}  // namespace detail
 
 /// Writes a checkpoint of `dims` with random weights to `dir` in `layout`
 /// (see write_checkpoint_files). Values are scaled like trained weights:
