@@ -308,6 +308,19 @@ TEST_CASE("Prefill plus cached decoding equals a full prefill at every split", "
   }
 }
 
+TEST_CASE("forward_last gives the last row of forward", "[model][kv-cache]") {
+  Transformer<> model(odd_dims());
+  fill_random_weights(model, 31);
+  const auto tokens = random_tokens(6, model.dims().vocab, 8);
+  const Tensor<float, 2> full = model.forward(tokens);
+  Sequence seq = model.new_sequence(16);
+  const Tensor<float, 2> last = model.forward_last(seq, tokens);
+  REQUIRE(last.extent(0) == 1);
+  CHECK(seq.length() == 6);
+  const std::vector<float> expected(full.data() + 5 * full.extent(1), full.data() + 6 * full.extent(1));
+  GPTOSS_REQUIRE_CLOSE(compare_to_max(last.storage(), expected, 0.0, 1e-6));
+}
+
 TEST_CASE("Sliding-layer caches stay bounded by the window while full layers grow", "[model][kv-cache]") {
   Transformer<> model(odd_dims());
   fill_random_weights(model, 13);

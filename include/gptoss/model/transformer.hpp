@@ -171,6 +171,37 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
   Tensor<float, 2> forward(Sequence& seq, std::span<const std::int32_t> tokens,
                            Observer&& observe = {}) const {
     const index_t t_count = static_cast<index_t>(tokens.size());
+    const Tensor<float, 2> x = final_hidden(seq, tokens, observe);  // (T, H)
+    Tensor<float, 2> logits({t_count, dims_.vocab});                 // (T, V)
+    unembedding_.forward(weights_.unembedding, x.view(), logits.view());
+    return logits;
+  }
+
+  /// As forward(seq, tokens), but only the last token's logits (1, V): what
+  /// generation needs, without the unembedding of every prompt token.
+  template <class Observer = NoObserver>
+  Tensor<float, 2> forward_last(Sequence& seq, std::span<const std::int32_t> tokens,
+                                Observer&& observe = {}) const {
+    const Tensor<float, 2> x = final_hidden(seq, tokens, observe);  // (T, H)
+    const index_t t_count = x.extent(0);
+    Tensor<float, 2> logits({1, dims_.vocab});  // (1, V)
+    unembedding_.forward(weights_.unembedding, x.view().slice(t_count - 1, t_count), logits.view());
+    return logits;
+  }
+
+  /// Logits (T, V) of a whole prompt with no earlier context.
+  template <class Observer = NoObserver>
+  Tensor<float, 2> forward(std::span<const std::int32_t> tokens, Observer&& observe = {}) const {
+    Sequence seq = new_sequence(std::max<index_t>(1, static_cast<index_t>(tokens.size())));
+    return forward(seq, tokens, std::forward<Observer>(observe));
+  }
+
+ private:
+  /// Runs every block on `tokens` (continuing `seq`) and the final norm: (T, H).
+  template <class Observer>
+  Tensor<float, 2> final_hidden(Sequence& seq, std::span<const std::int32_t> tokens,
+                                Observer& observe) const {
+    const index_t t_count = static_cast<index_t>(tokens.size());
     if (t_count == 0) throw RangeError("forward: empty token list");
     if (seq.num_layers() != static_cast<std::size_t>(dims_.num_layers)) {
       throw Error("forward: the sequence was made for a model with " +
@@ -193,19 +224,9 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
     }
     seq.advance(t_count);
     norm_.forward(weights_.norm, x.view(), x.view());
-    Tensor<float, 2> logits({t_count, dims_.vocab});  // (T, V)
-    unembedding_.forward(weights_.unembedding, x.view(), logits.view());
-    return logits;
+    return x;
   }
 
-  /// Logits (T, V) of a whole prompt with no earlier context.
-  template <class Observer = NoObserver>
-  Tensor<float, 2> forward(std::span<const std::int32_t> tokens, Observer&& observe = {}) const {
-    Sequence seq = new_sequence(std::max<index_t>(1, static_cast<index_t>(tokens.size())));
-    return forward(seq, tokens, std::forward<Observer>(observe));
-  }
-
- private:
   static ModelDims checked(const ModelDims& dims) {
     validate(dims);
     if constexpr (kFixedDims) {
