@@ -122,11 +122,11 @@ GenerationResult generate(const Model& model, Sequence& seq, std::vector<std::in
   GenerationResult result;
   result.prompt_tokens = prompt.size();
   const auto start = clock::now();
-  Tensor<float, 2> logits;  // (T, V) of the last forward call
+  Tensor<float, 2> logits;  // (1, V): the last token of the last forward call
   const std::size_t chunk = options.prefill_chunk > 0 ? static_cast<std::size_t>(options.prefill_chunk) : prompt.size();
   for (std::size_t done = 0; done < prompt.size();) {
     const std::size_t n = std::min(chunk, prompt.size() - done);
-    logits = model.forward(seq, prompt.subspan(done, n));
+    logits = model.forward_last(seq, prompt.subspan(done, n));
     done += n;
     if (options.on_prefill) options.on_prefill(done, prompt.size());
   }
