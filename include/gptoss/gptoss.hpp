@@ -29,3 +29,4 @@
 #include "gptoss/model/transformer.hpp"
 #include "gptoss/model/parameter_count.hpp"
 #include "gptoss/model/synthetic_checkpoint.hpp"
+#include "gptoss/kernels/fast/all.hpp"

@@ -33,11 +33,12 @@ struct BlockRecorder {
 
 }  // namespace
 
-TEST_CASE("Model prefill and decode match the reference checkpoints", "[golden][model]") {
+TEMPLATE_TEST_CASE("Model prefill and decode match the reference checkpoints", "[golden][model]",
+                   cpu_reference, cpu_fast) {
   for (const char* name : {"tiny", "tiny_long"}) {
     SECTION(name) {
       const auto dir = test::golden_dir() / name;
-      const auto model = load_original_checkpoint(dir);
+      const auto model = load_original_checkpoint<Transformer<DynamicConfig, TestType>>(dir);
       const io::SafetensorsFile golden(dir / "golden.safetensors");
       const std::vector<std::int32_t> tokens = golden.read<std::int32_t>("tokens");
       const index_t vocab = model.dims().vocab;

@@ -267,14 +267,15 @@ std::filesystem::path temp_dir(const std::string& name) {
 
 }  // namespace
 
-TEST_CASE("A model of a shape no config names matches a float64 recomputation", "[model]") {
+TEMPLATE_TEST_CASE("A model of a shape no config names matches a float64 recomputation", "[model]",
+                   cpu_reference, cpu_fast) {
   const ModelDims dims = odd_dims();
-  Transformer<> random_model(dims);
+  Transformer<DynamicConfig, TestType> random_model(dims);
   fill_random_weights(random_model, 7);
   // Round trip through an original-layout checkpoint on disk.
   const auto dir = temp_dir("odd");
   write_original_checkpoint(random_model, dir);
-  const auto model = load_original_checkpoint(dir);
+  const auto model = load_original_checkpoint<Transformer<DynamicConfig, TestType>>(dir);
   CHECK(model.dims() == dims);
 
   const auto tokens = random_tokens(9, dims.vocab, 3);

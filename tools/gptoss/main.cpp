@@ -12,6 +12,7 @@
 #include <functional>
 #include <iostream>
 
+#include "bench_command.hpp"
 #include "model_commands.hpp"
 #include "text_commands.hpp"
 
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   std::function<int()> action;
   gptoss::cli::add_model_commands(app, action);
   gptoss::cli::add_text_commands(app, action);
+  gptoss::cli::add_bench_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

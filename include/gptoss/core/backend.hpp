@@ -18,4 +18,8 @@ struct cpu_fast : cpu_reference {
   static constexpr const char* name = "cpu_fast";
 };
 
+/// The backend models use unless told otherwise. Layer types default to
+/// cpu_reference, the oracle; a Transformer defaults to this.
+using default_backend = cpu_fast;
+
 }  // namespace gptoss

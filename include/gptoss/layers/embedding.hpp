@@ -9,7 +9,7 @@
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
-#include "gptoss/kernels/reference/linear.hpp"
+#include "gptoss/kernels/fast/linear.hpp"
 
 namespace gptoss {
 

@@ -23,9 +23,9 @@
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/core/weight_matrix.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
-#include "gptoss/kernels/reference/linear.hpp"
+#include "gptoss/kernels/fast/linear.hpp"
 #include "gptoss/kernels/reference/routing.hpp"
-#include "gptoss/kernels/reference/swiglu.hpp"
+#include "gptoss/kernels/fast/swiglu.hpp"
 #include "gptoss/layers/rms_norm.hpp"
 
 namespace gptoss {

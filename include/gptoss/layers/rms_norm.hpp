@@ -5,7 +5,7 @@
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
-#include "gptoss/kernels/reference/rms_norm.hpp"
+#include "gptoss/kernels/fast/rms_norm.hpp"
 
 namespace gptoss {
 

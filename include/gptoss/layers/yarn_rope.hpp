@@ -22,7 +22,7 @@
 #include "gptoss/config/model_dims.hpp"
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/tensor_view.hpp"
-#include "gptoss/kernels/reference/rope.hpp"
+#include "gptoss/kernels/fast/rope.hpp"
 
 namespace gptoss {
 

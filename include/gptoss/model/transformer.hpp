@@ -46,7 +46,7 @@ struct BlockPattern {
 
 /// gpt-oss: even layers slide, odd layers attend to the full context; every
 /// block's feed-forward part is a top-k MoE over ExpertMatrix weights.
-template <class Backend = cpu_reference, class ExpertMatrix = FP4TensorView<MXFP4Checkpoint>>
+template <class Backend = default_backend, class ExpertMatrix = FP4TensorView<MXFP4Checkpoint>>
 using GptOssBlocks =
     BlockPattern<DecoderBlock<SlidingSinkAttention<AttentionSpan::sliding, Backend>,
                               MoEBlock<ExpertMatrix, Backend>>,
@@ -86,7 +86,7 @@ class Sequence {
   index_t length_ = 0;
 };
 
-template <ModelConfig Cfg = DynamicConfig, class Backend = cpu_reference,
+template <ModelConfig Cfg = DynamicConfig, class Backend = default_backend,
           class Pattern = GptOssBlocks<Backend>>
 class Transformer;
 

@@ -1,0 +1,143 @@
+// Sink attention on gpt-oss shapes (64 query heads, 8 KV heads, head dim
+// 64): one decode step (T = 1 at the last position) against a KV cache of
+// 128, 4096 and 32768 positions, with full attention and with the 128-token
+// sliding window, plus one prefill (T = S = 512); reference vs cpu_fast on 1
+// and 2 threads. Each fast run is validated against the reference first.
+//
+//   gptoss_bench_attention --benchmark_filter='decode.*32768'
+//
+// Counters: kv_GBps (keys and values of the visible positions read per
+// second) and bw_frac against the probed read bandwidth; GFLOPs (4 nq D per
+// visible key: q.k and p v) and peak_frac against the probed FMA peak.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "bench_common.hpp"
+#include "gptoss/core/tensor_view.hpp"
+#include "gptoss/kernels/fast/attention.hpp"
+#include "gptoss/kernels/reference/attention.hpp"
+
+namespace {
+
+using namespace gptoss;
+
+constexpr index_t kQueryHeads = 64, kKvHeads = 8, kHeadDim = 64;
+
+struct Case {
+  index_t t_count, s_count, window;
+};
+
+struct Inputs {
+  Tensor<float, 3> q, k, v;
+  Tensor<index_t, 1> q_pos, k_pos;
+  Tensor<float, 1> sinks;
+};
+
+Inputs make_inputs(const Case& c) {
+  Inputs in{Tensor<float, 3>({c.t_count, kQueryHeads, kHeadDim}),
+            Tensor<float, 3>({c.s_count, kKvHeads, kHeadDim}),
+            Tensor<float, 3>({c.s_count, kKvHeads, kHeadDim}), Tensor<index_t, 1>({c.t_count}),
+            Tensor<index_t, 1>({c.s_count}), Tensor<float, 1>({kQueryHeads})};
+  bench::fill_uniform(in.q.data(), static_cast<std::size_t>(in.q.size()), 1.0f, 31);
+  bench::fill_uniform(in.k.data(), static_cast<std::size_t>(in.k.size()), 1.0f, 32);
+  bench::fill_uniform(in.v.data(), static_cast<std::size_t>(in.v.size()), 1.0f, 33);
+  bench::fill_uniform(in.sinks.data(), static_cast<std::size_t>(kQueryHeads), 2.0f, 34);
+  for (index_t t = 0; t < c.t_count; ++t) in.q_pos(t) = c.s_count - c.t_count + t;
+  for (index_t j = 0; j < c.s_count; ++j) in.k_pos(j) = j;
+  return in;
+}
+
+template <class Backend>
+void run(const Inputs& in, const Case& c, Tensor<float, 2>& out) {
+  kernels::sink_attention(Backend{}, in.q.view(), in.q_pos.view(), in.k.view(), in.v.view(),
+                          in.k_pos.view(), in.sinks.view(), 0.125f, c.window, out.view());
+}
+
+/// Keys visible to all queries, summed over the queries.
+double visible_keys(const Case& c) {
+  double total = 0.0;
+  for (index_t t = 0; t < c.t_count; ++t) {
+    const index_t p = c.s_count - c.t_count + t;
+    total += static_cast<double>(c.window > 0 ? std::min(c.window, p + 1) : p + 1);
+  }
+  return total;
+}
+
+void bm_attention(benchmark::State& state, const Case c, const bool fast, const int threads) {
+  set_num_threads(threads);
+  const Inputs in = make_inputs(c);
+  Tensor<float, 2> out({c.t_count, kQueryHeads * kHeadDim});
+  if (fast) {
+    Tensor<float, 2> ref({c.t_count, kQueryHeads * kHeadDim});
+    run<cpu_reference>(in, c, ref);
+    run<cpu_fast>(in, c, out);
+    double worst = 0.0, largest = 1.0;
+    for (index_t i = 0; i < ref.size(); ++i) {
+      worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
+      largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
+    }
+    state.counters["err_ratio"] = worst / (1e-5 * largest);
+    if (!(worst <= 1e-5 * largest)) {
+      state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
+      return;
+    }
+  }
+  const double seconds = bench::timed_loop(state, [&] {
+    if (fast) {
+      run<cpu_fast>(in, c, out);
+    } else {
+      run<cpu_reference>(in, c, out);
+    }
+  });
+  const double keys = visible_keys(c);
+  // K and V rows of all KV heads for every visible key of one query (the
+  // prefill reads them once per query from cache; decode from memory).
+  const double kv_bytes = 2.0 * keys * kKvHeads * kHeadDim * sizeof(float);
+  const double flops = 4.0 * keys * kQueryHeads * kHeadDim;
+  bench::set_throughput_counters(state, kv_bytes, flops, seconds, threads);
+  state.counters["kv_GBps"] = state.counters["weight_GBps"];
+  state.counters.erase("weight_GBps");
+}
+
+void register_benchmarks() {
+  std::vector<std::pair<std::string, Case>> cases;
+  for (index_t s : {128, 4096, 32768}) {
+    cases.push_back({"decode/S:" + std::to_string(s) + "/full", Case{1, s, 0}});
+    if (s > 128) cases.push_back({"decode/S:" + std::to_string(s) + "/window:128", Case{1, s, 128}});
+  }
+  cases.push_back({"prefill/T:512/full", Case{512, 512, 0}});
+  cases.push_back({"prefill/T:512/window:128", Case{512, 512, 128}});
+  for (const auto& [label, c] : cases) {
+    benchmark::RegisterBenchmark(("attention/" + label + "/reference/threads:1").c_str(), bm_attention,
+                                 c, false, 1)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime()
+        ->ComputeStatistics("min", bench::minimum)
+        ->ComputeStatistics("max", bench::maximum);
+    for (int threads : {1, 2}) {
+      benchmark::RegisterBenchmark(
+          ("attention/" + label + "/fast/threads:" + std::to_string(threads)).c_str(), bm_attention,
+          c, true, threads)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->ComputeStatistics("min", bench::minimum)
+          ->ComputeStatistics("max", bench::maximum);
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  bench::add_machine_context();
+  register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,246 @@
+// Linear-layer throughput on the real gpt-oss shapes: the cpu_reference
+// kernel, Eigen (dequantize-then-GEMM through Eigen::Map, one thread) and the
+// fused cpu_fast kernels at each matmul precision, for batches of 1, 32, 128
+// and 512 tokens on 1 and 2 threads. Every fast run is first validated
+// against the reference on the first 64 output rows.
+//
+//   gptoss_bench_linear --benchmark_filter='mlp1.*fast_fp32'
+//
+// Counters: see bench_common.hpp (weight_GBps, bw_frac, GFLOPs, peak_frac).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <benchmark/benchmark.h>
+
+#include "bench_common.hpp"
+#include "gptoss/core/tensor_view.hpp"
+#include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/kernels/fast/linear.hpp"
+#include "gptoss/kernels/reference/linear.hpp"
+
+namespace {
+
+using namespace gptoss;
+using bench::FastRandom;
+
+struct Shape {
+  const char* name;
+  index_t n, k;
+  bool mxfp4;  // else bf16
+};
+
+// The gpt-oss-120b/20b matrices: expert mlp1 (2 * 2880 -> interleaved gate/linear)
+// and mlp2 in MXFP4; attention qkv and out, and the unembedding, in bf16.
+constexpr Shape kShapes[] = {
+    {"mlp1_mxfp4", 5760, 2880, true},  {"mlp2_mxfp4", 2880, 2880, true},
+    {"qkv_bf16", 5120, 2880, false},   {"out_bf16", 2880, 4096, false},
+    {"unembed_bf16", 201088, 2880, false},
+};
+
+enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16 };
+
+const char* impl_name(Impl impl) {
+  switch (impl) {
+    case Impl::reference: return "reference";
+    case Impl::eigen: return "eigen_dequant_gemm";
+    case Impl::fast_fp32: return "fast_fp32";
+    case Impl::fast_bf16x2: return "fast_bf16x2";
+    case Impl::fast_bf16: return "fast_bf16";
+  }
+  return "?";
+}
+
+/// Weights of one shape, created on first use (the unembedding is 1.16 GB:
+/// allocated once and kept).
+struct Weights {
+  FP4Tensor<> fp4;
+  std::vector<bf16> dense;
+  Tensor<bf16, 1> bias;
+  std::vector<float> dequantized;  // Eigen's buffer, allocated on its first run
+};
+
+Weights& weights_for(const Shape& s) {
+  static std::map<std::string, std::unique_ptr<Weights>> cache;
+  auto& slot = cache[s.name];
+  if (!slot) {
+    slot = std::make_unique<Weights>();
+    if (s.mxfp4) {
+      slot->fp4 = FP4Tensor<>(s.n, s.k);
+      bench::fill_bytes(slot->fp4.blocks().data(), slot->fp4.blocks().size(), 11);
+      FastRandom rng(12);
+      // Block scales around 2^-5 .. 2^-2: the range of the real experts.
+      for (auto& b : slot->fp4.scales()) b = static_cast<std::uint8_t>(122 + rng.next() % 4);
+    } else {
+      slot->dense.resize(static_cast<std::size_t>(s.n * s.k));
+      bench::fill_uniform(slot->dense.data(), slot->dense.size(), 0.05f, 13);
+    }
+    slot->bias = Tensor<bf16, 1>({s.n});
+    bench::fill_uniform(slot->bias.data(), static_cast<std::size_t>(s.n), 0.1f, 14);
+  }
+  return *slot;
+}
+
+/// Runs the chosen implementation once: y (T, N) = x (T, K) W^T + bias.
+void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, Tensor<float, 2>& y) {
+  const VectorView<const bf16> bias = w.bias.view();
+  const MatrixView<const bf16> dense(w.dense.data(), {s.n, s.k});
+  switch (impl) {
+    case Impl::reference:
+      if (s.mxfp4) {
+        kernels::linear(cpu_reference{}, w.fp4.view(), bias, x.view(), y.view());
+      } else {
+        kernels::linear(cpu_reference{}, dense, bias, x.view(), y.view());
+      }
+      return;
+    case Impl::eigen: {
+      // Dequantize (or widen) every call: the unfused alternative to the
+      // fused kernels, which never materialise float weights.
+      using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+      w.dequantized.resize(static_cast<std::size_t>(s.n * s.k));
+      float* buffer = w.dequantized.data();
+      for (index_t r = 0; r < s.n; ++r) {
+        std::span<float> row(buffer + r * s.k, static_cast<std::size_t>(s.k));
+        if (s.mxfp4) {
+          w.fp4.view().decode_row(r, row);
+        } else {
+          decode_row(dense, r, row);
+        }
+      }
+      const Eigen::Map<const RowMajor> wm(buffer, s.n, s.k);
+      const Eigen::Map<const RowMajor> xm(x.data(), x.extent(0), s.k);
+      Eigen::Map<RowMajor> ym(y.data(), x.extent(0), s.n);
+      ym.noalias() = xm * wm.transpose();
+      for (index_t t = 0; t < x.extent(0); ++t) {
+        for (index_t r = 0; r < s.n; ++r) ym(t, r) += bias[r].to_float();
+      }
+      return;
+    }
+    default:
+      if (s.mxfp4) {
+        kernels::linear(cpu_fast{}, w.fp4.view(), bias, x.view(), y.view());
+      } else {
+        kernels::linear(cpu_fast{}, dense, bias, x.view(), y.view());
+      }
+  }
+}
+
+MatmulPrecision precision_of(Impl impl) {
+  switch (impl) {
+    case Impl::fast_bf16x2: return MatmulPrecision::bf16x2;
+    case Impl::fast_bf16: return MatmulPrecision::bf16;
+    default: return MatmulPrecision::fp32;
+  }
+}
+
+/// Relative error allowed per output, in units of sum_k |w x| (see the test).
+double tolerance_of(Impl impl) {
+  switch (impl) {
+    case Impl::fast_bf16x2: return 2e-5;
+    case Impl::fast_bf16: return 4e-3;
+    default: return 1e-5;
+  }
+}
+
+/// Compares y's first rows with the reference on those rows; returns the
+/// worst error / bound ratio (<= 1 passes).
+double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, const Tensor<float, 2>& y) {
+  const index_t rows = std::min<index_t>(64, s.n), t_count = x.extent(0);
+  Tensor<float, 2> ref({t_count, rows});
+  const Tensor<bf16, 1> bias_rows = [&] {
+    Tensor<bf16, 1> b({rows});
+    std::copy_n(w.bias.data(), rows, b.data());
+    return b;
+  }();
+  const MatrixView<const bf16> dense(w.dense.data(), {rows, s.k});
+  std::vector<float> row(static_cast<std::size_t>(s.k));
+  std::vector<float> actual, expected;
+  std::vector<double> bound;
+  if (s.mxfp4) {
+    kernels::linear(cpu_reference{}, w.fp4.view().row_range(0, rows), bias_rows.view(), x.view(), ref.view());
+  } else {
+    kernels::linear(cpu_reference{}, dense, bias_rows.view(), x.view(), ref.view());
+  }
+  for (index_t r = 0; r < rows; ++r) {
+    if (s.mxfp4) {
+      w.fp4.view().decode_row(r, row);
+    } else {
+      decode_row(dense, r, row);
+    }
+    for (index_t t = 0; t < t_count; ++t) {
+      double magnitude = 0.0;
+      for (index_t i = 0; i < s.k; ++i) magnitude += std::fabs(static_cast<double>(row[i]) * x(t, i));
+      actual.push_back(y(t, r));
+      expected.push_back(ref(t, r));
+      bound.push_back(tolerance_of(impl) * magnitude + 1e-6);
+    }
+  }
+  return bench::worst_error_ratio(actual.data(), expected.data(), bound.data(), actual.size());
+}
+
+void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const index_t t_count,
+               const int threads) {
+  set_num_threads(threads);
+  set_matmul_precision(precision_of(impl));
+  Weights& w = weights_for(s);
+  Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
+  bench::fill_uniform(x.data(), static_cast<std::size_t>(x.size()), 1.0f, 21 + t_count);
+  run_linear(s, w, impl, x, y);  // warm-up, and the output to validate
+  const double ratio = validate(s, w, impl, x, y);
+  state.counters["err_ratio"] = ratio;
+  if (!(ratio <= 1.0)) {
+    state.SkipWithError("result differs from the reference beyond the tolerance");
+    return;
+  }
+  const double seconds = bench::timed_loop(state, [&] { run_linear(s, w, impl, x, y); });
+  const double weight_bytes = s.mxfp4 ? static_cast<double>(w.fp4.view().nbytes())
+                                      : static_cast<double>(s.n * s.k * 2);
+  bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
+  set_matmul_precision(MatmulPrecision::fp32);
+}
+
+void register_benchmarks() {
+  for (const Shape& s : kShapes) {
+    const std::string shape = std::string(s.name) + "_" + std::to_string(s.n) + "x" + std::to_string(s.k);
+    for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16}) {
+      const bool huge = s.n > 100000;
+      if (impl == Impl::eigen && huge) continue;  // a 2.3 GB float copy: not worth it
+      for (index_t t : {1, 32, 128, 512}) {
+        if (impl == Impl::reference && t > 1) continue;  // float64 loops: minutes
+        if (huge && t > 32) continue;
+        for (int threads : {1, 2}) {
+          if ((impl == Impl::reference || impl == Impl::eigen) && threads > 1) continue;
+          if (impl != Impl::fast_fp32 && impl != Impl::reference && impl != Impl::eigen &&
+              !has_avx512_bf16()) {
+            continue;  // the bf16 precisions would measure fp32 again
+          }
+          const std::string name = "linear/" + shape + "/" + impl_name(impl) + "/T:" +
+                                   std::to_string(t) + "/threads:" + std::to_string(threads);
+          benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads)
+              ->Unit(benchmark::kMicrosecond)
+              ->UseRealTime()
+              ->ComputeStatistics("min", bench::minimum)
+              ->ComputeStatistics("max", bench::maximum);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  bench::add_machine_context();
+  register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

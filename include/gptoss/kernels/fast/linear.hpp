@@ -1,0 +1,616 @@
+// cpu_fast linear layer: y (T, N) = x (T, K) W^T + bias for MXFP4, bf16 and
+// fp32 weights, same signature and semantics as the reference overload.
+//
+// Work split: rows of W go to the thread pool in contiguous ranges; inside a
+// range, blocks of kRowBlock rows are multiplied with tiles of up to
+// kMaxTokens tokens by the ISA's micro-kernels (linear_avx512.hpp,
+// linear_avx2.hpp, linear_portable.hpp), K cut into blocks whose activation
+// tile stays in L1 when several tokens share it. Each weight byte is read
+// from memory once per call (batch 1: exactly once; batches: once per row
+// block, reused from cache for every token tile). The activations are
+// repacked once per call into the order the micro-kernel's decoder produces.
+//
+// Precision (set_matmul_precision or GPTOSS_MATMUL_PRECISION): fp32, the
+// default, multiplies fp32 activations exactly (fp32 products, fp32 sums);
+// bf16 rounds activations to bf16 and uses AVX512_BF16 dot products
+// (about 2^-9 relative error per product); bf16x2 splits each activation into
+// two bf16 terms (error at most 2^-17 of sum |w x|). The bf16 precisions need
+// AVX512_BF16 and apply to MXFP4 and bf16 weights; elsewhere fp32 is used.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "gptoss/core/backend.hpp"
+#include "gptoss/core/bf16.hpp"
+#include "gptoss/core/cpu_features.hpp"
+#include "gptoss/core/tensor_view.hpp"
+#include "gptoss/core/thread_pool.hpp"
+#include "gptoss/core/weight_matrix.hpp"
+#include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/kernels/fast/linear_avx2.hpp"
+#include "gptoss/kernels/fast/linear_avx512.hpp"
+#include "gptoss/kernels/fast/linear_portable.hpp"
+#include "gptoss/kernels/reference/linear.hpp"
+
+namespace gptoss {
+
+/// How the fast linear kernels multiply fp32 activations (see linear.hpp).
+enum class MatmulPrecision : int { fp32 = 0, bf16x2 = 1, bf16 = 2 };
+
+constexpr std::string_view matmul_precision_name(MatmulPrecision p) noexcept {
+  switch (p) {
+    case MatmulPrecision::fp32: return "fp32";
+    case MatmulPrecision::bf16x2: return "bf16x2";
+    case MatmulPrecision::bf16: return "bf16";
+  }
+  return "?";
+}
+
+namespace detail {
+inline std::atomic<int>& matmul_precision_setting() noexcept {
+  static std::atomic<int> setting{[] {
+    const char* value = std::getenv("GPTOSS_MATMUL_PRECISION");
+    if (value == nullptr) return 0;
+    for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16}) {
+      if (matmul_precision_name(p) == value) return static_cast<int>(p);
+    }
+    return 0;
+  }()};
+  return setting;
+}
+}  // namespace detail
+
+/// The precision of later fast linear calls (all threads).
+inline void set_matmul_precision(MatmulPrecision p) noexcept {
+  detail::matmul_precision_setting().store(static_cast<int>(p), std::memory_order_relaxed);
+}
+inline MatmulPrecision matmul_precision() noexcept {
+  return static_cast<MatmulPrecision>(detail::matmul_precision_setting().load(std::memory_order_relaxed));
+}
+
+}  // namespace gptoss
+
+namespace gptoss::kernels::fast {
+
+inline constexpr int64_t kRowBlock = 16;  // rows per block (a multiple of every R)
+inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
+inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
+
+/// Throws the reference's ShapeError unless W (N, K), x (T, K), y (T, N) and
+/// bias (N or empty) fit.
+inline void check_linear_shapes(int64_t n, int64_t k, VectorView<const bf16> bias,
+                                MatrixView<const float> x, MatrixView<float> y) {
+  if (x.extent(1) != k || y.extent(0) != x.extent(0) || y.extent(1) != n ||
+      (!bias.empty() && bias.extent(0) != n)) {
+    throw ShapeError("linear: weight " + shape_string(std::array{n, k}) + ", input " +
+                     shape_string(x.shape()) + ", output " + shape_string(y.shape()) + ", bias " +
+                     shape_string(bias.shape()) + " do not fit");
+  }
+}
+
+/// Per-thread scratch buffers, one per Slot, of at least n elements.
+enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding };
+template <class T, ScratchSlot Slot>
+T* scratch_buffer(std::size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
+// ---- families: a micro-kernel with its activation layout ------------------
+//
+// A family provides Rows (the weight view it reads), XElem (packed activation
+// element), kLanes (accumulator width), kMaxTokens, kChunk (K elements per
+// chunk), kFlagsRows (whether rows can be flagged for exact recomputation),
+// rows_for(tokens) (rows per micro-kernel call, divides kRowBlock),
+// chunks(k), packed_stride(k), pack_token(x, k, out), tile<TT>(...) (the
+// micro-kernel), sum_lanes(acc, count, sums) (reduces accumulators) and,
+// when kFlagsRows, flag_rows(w, row, rows, bad) (rows to recompute exactly).
+
+/// Packs one token: out[c C + p] = x[c C + local(p)] (0 past k) for every
+/// chunk c of C elements in [0, stride): the activations in the order a
+/// micro-kernel's decoder produces the weights.
+template <int C, class Local>
+void gather_chunks(const float* x, int64_t k, int64_t stride, float* out, Local local) {
+  std::array<std::int32_t, C> source{};
+  for (int p = 0; p < C; ++p) source[static_cast<std::size_t>(p)] = static_cast<std::int32_t>(local(p));
+  for (int64_t base = 0; base < stride; base += C) {
+    if (base + C <= k) {
+      for (int p = 0; p < C; ++p) out[base + p] = x[base + source[static_cast<std::size_t>(p)]];
+    } else {
+      for (int p = 0; p < C; ++p) {
+        const int64_t s = base + source[static_cast<std::size_t>(p)];
+        out[base + p] = s < k ? x[s] : 0.0f;
+      }
+    }
+  }
+}
+
+#if GPTOSS_X86
+
+struct Avx512Mxfp4F32 {
+  using Rows = Mxfp4Rows;
+  using XElem = float;
+  static constexpr int kLanes = 16, kMaxTokens = 3;
+  static constexpr int64_t kChunk = 128;
+  static constexpr bool kFlagsRows = true;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 128; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<128>(x, k, packed_stride(k), out, [](int p) {
+      const int n = p / 16, i = p % 16;
+      return 32 * (i / 4) + 8 * (i % 4) + n;
+    });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
+    flag_extreme_scales_avx512(w, row, rows, bad);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    mxfp4_f32_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+template <bool Split>
+struct Avx512Mxfp4Bf16 {
+  using Rows = Mxfp4Rows;
+  using XElem = std::uint16_t;
+  static constexpr int kLanes = 16, kMaxTokens = Split ? 3 : 4;
+  static constexpr int64_t kChunk = 128;
+  static constexpr bool kFlagsRows = true;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 128 * (Split ? 2 : 1); }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    const int64_t logical = chunks(k) * 128;
+    float* ordered = scratch_buffer<float, ScratchSlot::rounding>(static_cast<std::size_t>(logical));
+    gather_chunks<128>(x, k, logical, ordered, [](int p) {
+      const int n = p / 32, m = p % 32;
+      return 32 * (m / 8) + 4 * (m % 8) + n;
+    });
+    round_planes_bf16_avx512(ordered, logical / 32, Split, out);
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
+    flag_extreme_scales_avx512(w, row, rows, bad);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    mxfp4_bf16_tile_avx512<rows_for(TT), TT, Split>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+struct Avx512DenseF32 {
+  using Rows = DenseRows<float>;
+  using XElem = float;
+  static constexpr int kLanes = 16, kMaxTokens = 6;
+  static constexpr int64_t kChunk = 16;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k + 15) / 16; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 16; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    dense_f32_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+struct Avx512DenseBf16F32 {
+  using Rows = DenseRows<bf16>;
+  using XElem = float;
+  static constexpr int kLanes = 16, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 32;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k + 31) / 32; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 32; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<32>(x, k, packed_stride(k), out, [](int i) { return i < 16 ? 2 * i : 2 * (i - 16) + 1; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    dense_bf16_f32_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+template <bool Split>
+struct Avx512DenseBf16Bf16 {
+  using Rows = DenseRows<bf16>;
+  using XElem = std::uint16_t;
+  static constexpr int kLanes = 16, kMaxTokens = 6;
+  static constexpr int64_t kChunk = 32;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k + 31) / 32; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 32 * (Split ? 2 : 1); }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    const int64_t logical = chunks(k) * 32;
+    float* ordered = scratch_buffer<float, ScratchSlot::rounding>(static_cast<std::size_t>(logical));
+    gather_chunks<32>(x, k, logical, ordered, [](int p) { return p; });
+    round_planes_bf16_avx512(ordered, logical / 32, Split, out);
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    dense_bf16_bf16_tile_avx512<rows_for(TT), TT, Split>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+struct Avx2Mxfp4F32 {
+  using Rows = Mxfp4Rows;
+  using XElem = float;
+  static constexpr int kLanes = 8, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 32;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int tokens) { return tokens == 1 ? 4 : 2; }
+  static int64_t chunks(int64_t k) { return k / 32; }
+  static int64_t packed_stride(int64_t k) { return k; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<32>(x, k, packed_stride(k), out, [](int i) {
+      const int half = i / 16, j = i % 16;
+      return 16 * half + (j < 8 ? 2 * j : 2 * (j - 8) + 1);
+    });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes8_avx2(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    mxfp4_f32_tile_avx2<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+struct Avx2DenseF32 {
+  using Rows = DenseRows<float>;
+  using XElem = float;
+  static constexpr int kLanes = 8, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 8;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int tokens) { return tokens <= 2 ? 4 : 2; }
+  static int64_t chunks(int64_t k) { return (k + 7) / 8; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 8; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes8_avx2(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    dense_f32_tile_avx2<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+struct Avx2DenseBf16F32 {
+  using Rows = DenseRows<bf16>;
+  using XElem = float;
+  static constexpr int kLanes = 8, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 16;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int tokens) { return tokens == 1 ? 4 : 2; }
+  static int64_t chunks(int64_t k) { return (k + 15) / 16; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 16; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<16>(x, k, packed_stride(k), out, [](int i) { return i < 8 ? 2 * i : 2 * (i - 8) + 1; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes8_avx2(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    dense_bf16_f32_tile_avx2<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+#endif  // GPTOSS_X86
+
+#if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+template <class RowsT>
+struct Portable {
+  using Rows = RowsT;
+  using XElem = float;
+  static constexpr int kLanes = kPortableLanes, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 32;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 1; }
+  static int64_t chunks(int64_t k) { return (k + 31) / 32; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 32; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    for (int64_t i = 0; i < count; ++i) {
+      float sum = 0.0f;
+      for (int l = 0; l < kLanes; ++l) sum += acc[i * kLanes + l];
+      sums[i] = sum;
+    }
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    tile_portable<1, TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+#endif
+
+// ---- the driver ------------------------------------------------------------
+
+/// Calls Family::tile<tokens> for a run-time token count in [1, kMaxTokens].
+template <class Family, int TT = 1>
+void call_tile(int tokens, const typename Family::Rows& w, int64_t row, int64_t c0, int64_t c1,
+               const typename Family::XElem* x, int64_t stride, float* acc) {
+  if constexpr (TT <= Family::kMaxTokens) {
+    if (tokens == TT) {
+      Family::template tile<TT>(w, row, c0, c1, x, stride, acc);
+    } else {
+      call_tile<Family, TT + 1>(tokens, w, row, c0, c1, x, stride, acc);
+    }
+  }
+}
+
+/// Rows [r0, r1) of y for every token. A micro-kernel call covers R whole
+/// rows; the last group of the matrix is shifted back to end at its last row
+/// (recomputing a few rows, written once). `exact_row(r, t0, count)`
+/// recomputes y[t0 : t0 + count, r] for the rows the family flags.
+template <class Family, class ExactRow>
+void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename Family::XElem* xp,
+                 int64_t stride, int64_t t_count, VectorView<const bf16> bias, MatrixView<float> y,
+                 int64_t r0, int64_t r1, const ExactRow& exact_row) {
+  constexpr int L = Family::kLanes;
+  alignas(64) float acc[kRowBlock * Family::kMaxTokens * L];
+  alignas(64) float sums[kRowBlock * Family::kMaxTokens];
+  std::uint32_t bad[kRowBlock];
+  const int64_t chunk_bytes =
+      Family::packed_stride(Family::kChunk) * static_cast<int64_t>(sizeof(typename Family::XElem));
+  for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
+    const int64_t rows_here = std::min(kRowBlock, r1 - rb);
+    std::fill(bad, bad + kRowBlock, 0u);
+    if constexpr (Family::kFlagsRows) Family::flag_rows(w, rb, rows_here, bad);
+    for (int64_t t0 = 0; t0 < t_count; t0 += Family::kMaxTokens) {
+      const int tt = static_cast<int>(std::min<int64_t>(Family::kMaxTokens, t_count - t0));
+      const int64_t group = Family::rows_for(tt);
+      const auto group_row = [&](int64_t g) { return std::min(rb + g, w.rows - group); };
+      const int64_t groups_rows = (rows_here + group - 1) / group * group;
+      std::fill(acc, acc + groups_rows * tt * L, 0.0f);
+      const int64_t k_block =
+          tt == 1 ? chunks : std::max<int64_t>(1, kActivationTileBytes / (tt * chunk_bytes));
+      const typename Family::XElem* x_tile = xp + t0 * stride;
+      for (int64_t c0 = 0; c0 < chunks; c0 += k_block) {
+        const int64_t c1 = std::min(chunks, c0 + k_block);
+        for (int64_t g = 0; g < rows_here; g += group) {
+          call_tile<Family>(tt, w, group_row(g), c0, c1, x_tile, stride, acc + g * tt * L);
+        }
+      }
+      Family::sum_lanes(acc, groups_rows * tt, sums);
+      for (int64_t g = 0; g < rows_here; g += group) {
+        const int64_t first = group_row(g);
+        for (int64_t i = rb + g - first; i < group && first + i < rb + rows_here; ++i) {
+          const int64_t r = first + i;
+          const float b = bias.empty() ? 0.0f : bias[r].to_float();
+          for (int j = 0; j < tt; ++j) y(t0 + j, r) = sums[(g + i) * tt + j] + b;
+        }
+      }
+      if constexpr (Family::kFlagsRows) {
+        for (int64_t i = 0; i < rows_here; ++i) {
+          if (bad[i] != 0) exact_row(rb + i, t0, tt);
+        }
+      }
+    }
+  }
+}
+
+/// A matrix of fewer than kMaxGroupRows rows, copied (still encoded) into
+/// per-thread scratch with its last row repeated up to kMaxGroupRows rows,
+/// so that every micro-kernel call reads whole rows.
+inline Mxfp4Rows padded_rows(const Mxfp4Rows& w) {
+  const int64_t row_blocks = w.blocks_per_row;
+  auto* bytes = scratch_buffer<std::uint8_t, ScratchSlot::padded_weights>(
+      static_cast<std::size_t>(kMaxGroupRows * row_blocks * 17));
+  std::uint8_t* scales = bytes + kMaxGroupRows * row_blocks * 16;
+  for (int64_t r = 0; r < kMaxGroupRows; ++r) {
+    const int64_t src = std::min(r, w.rows - 1);
+    std::copy_n(w.blocks + src * row_blocks * 16, row_blocks * 16, bytes + r * row_blocks * 16);
+    std::copy_n(w.scales + src * row_blocks, row_blocks, scales + r * row_blocks);
+  }
+  return {bytes, scales, kMaxGroupRows, row_blocks};
+}
+template <class T>
+DenseRows<T> padded_rows(const DenseRows<T>& w) {
+  auto* data = reinterpret_cast<T*>(scratch_buffer<std::uint8_t, ScratchSlot::padded_weights>(
+      static_cast<std::size_t>(kMaxGroupRows * w.cols) * sizeof(T)));
+  for (int64_t r = 0; r < kMaxGroupRows; ++r) {
+    std::copy_n(w.data + std::min(r, w.rows - 1) * w.cols, w.cols, data + r * w.cols);
+  }
+  return {data, kMaxGroupRows, w.cols};
+}
+
+/// Packs x into the family's layout and runs linear_rows over the pool.
+template <class Family, class ExactRow>
+void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
+                VectorView<const bf16> bias, MatrixView<const float> x, MatrixView<float> y,
+                const ExactRow& exact_row) {
+  using XElem = typename Family::XElem;
+  const typename Family::Rows w = n < kMaxGroupRows ? padded_rows(weights) : weights;
+  const int64_t t_count = x.extent(0), stride = Family::packed_stride(k);
+  const int64_t chunks = Family::chunks(k);
+  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
+  ThreadPool& pool = thread_pool();
+  // Below about 2^18 multiply-adds (tens of microseconds) a pool round trip
+  // is not worth it.
+  const bool parallel = n * k * t_count >= (int64_t{1} << 18);
+  auto pack = [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) Family::pack_token(&x(t, 0), k, packed + t * stride);
+  };
+  if (parallel && t_count * k >= (int64_t{1} << 16)) {
+    pool.parallel_for(0, t_count, 1, pack);
+  } else {
+    pack(0, t_count);
+  }
+  auto rows = [&](int64_t first, int64_t last) {
+    linear_rows<Family>(w, chunks, packed, stride, t_count, bias, y, first, last, exact_row);
+  };
+  if (parallel) {
+    pool.parallel_for(0, n, kRowBlock, rows);
+  } else {
+    rows(0, n);
+  }
+}
+
+/// Reference-exact y[t0 : t0 + count, r] (float64 sum, as cpu_reference).
+template <class W>
+void exact_linear_row(const W& w, int64_t r, VectorView<const bf16> bias, MatrixView<const float> x,
+                      MatrixView<float> y, int64_t t0, int64_t count) {
+  const int64_t k = cols(w);
+  float* row = scratch_buffer<float, ScratchSlot::decoded_row>(static_cast<std::size_t>(k));
+  decode_row(w, r, std::span<float>(row, static_cast<std::size_t>(k)));
+  const double b = bias.empty() ? 0.0 : bias[r].to_float();
+  for (int64_t t = t0; t < t0 + count; ++t) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < k; ++i) sum += static_cast<double>(row[i]) * x(t, i);
+    y(t, r) = static_cast<float>(sum + b);
+  }
+}
+
+inline auto no_exact_rows = [](int64_t, int64_t, int64_t) {};
+
+inline bool bf16_precision_active() {
+  return matmul_precision() != MatmulPrecision::fp32 && has_avx512_bf16();
+}
+
+}  // namespace gptoss::kernels::fast
+
+namespace gptoss::kernels {
+
+/// y (T, N) = x (T, K) W^T + bias for MXFP4 (checkpoint nibble order) weights.
+inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView<const bf16> bias,
+                   MatrixView<const float> x, MatrixView<float> y) {
+  const int64_t n = w.rows(), k = w.cols();
+  fast::check_linear_shapes(n, k, bias, x, y);
+  if (n == 0 || x.extent(0) == 0) return;
+  const fast::Mxfp4Rows rows{w.blocks(), w.scales(), n, w.blocks_per_row()};
+  auto exact = [&](int64_t r, int64_t t0, int64_t count) {
+    fast::exact_linear_row(w, r, bias, x, y, t0, count);
+  };
+  switch (active_isa()) {
+#if GPTOSS_X86
+    case Isa::avx512:
+      if (fast::bf16_precision_active()) {
+        if (matmul_precision() == MatmulPrecision::bf16x2) {
+          fast::run_linear<fast::Avx512Mxfp4Bf16<true>>(rows, n, k, bias, x, y, exact);
+        } else {
+          fast::run_linear<fast::Avx512Mxfp4Bf16<false>>(rows, n, k, bias, x, y, exact);
+        }
+      } else {
+        fast::run_linear<fast::Avx512Mxfp4F32>(rows, n, k, bias, x, y, exact);
+      }
+      return;
+    case Isa::avx2_fma:
+      fast::run_linear<fast::Avx2Mxfp4F32>(rows, n, k, bias, x, y, exact);
+      return;
+#endif
+#if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    case Isa::portable:
+      fast::run_linear<fast::Portable<fast::Mxfp4Rows>>(rows, n, k, bias, x, y, exact);
+      return;
+#endif
+    default:
+      linear(cpu_reference{}, w, bias, x, y);
+  }
+}
+
+/// y (T, N) = x (T, K) W^T + bias for bf16 weights.
+inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const bf16> bias,
+                   MatrixView<const float> x, MatrixView<float> y) {
+  const int64_t n = w.extent(0), k = w.extent(1);
+  fast::check_linear_shapes(n, k, bias, x, y);
+  if (n == 0 || x.extent(0) == 0) return;
+  const fast::DenseRows<bf16> rows{w.data(), n, k};
+  const auto& none = fast::no_exact_rows;
+  switch (active_isa()) {
+#if GPTOSS_X86
+    case Isa::avx512:
+      if (fast::bf16_precision_active()) {
+        if (matmul_precision() == MatmulPrecision::bf16x2) {
+          fast::run_linear<fast::Avx512DenseBf16Bf16<true>>(rows, n, k, bias, x, y, none);
+        } else {
+          fast::run_linear<fast::Avx512DenseBf16Bf16<false>>(rows, n, k, bias, x, y, none);
+        }
+      } else {
+        fast::run_linear<fast::Avx512DenseBf16F32>(rows, n, k, bias, x, y, none);
+      }
+      return;
+    case Isa::avx2_fma:
+      fast::run_linear<fast::Avx2DenseBf16F32>(rows, n, k, bias, x, y, none);
+      return;
+#endif
+#if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    case Isa::portable:
+      fast::run_linear<fast::Portable<fast::DenseRows<bf16>>>(rows, n, k, bias, x, y, none);
+      return;
+#endif
+    default:
+      linear(cpu_reference{}, w, bias, x, y);
+  }
+}
+
+/// y (T, N) = x (T, K) W^T + bias for fp32 weights (always fp32 precision).
+inline void linear(cpu_fast, const MatrixView<const float>& w, VectorView<const bf16> bias,
+                   MatrixView<const float> x, MatrixView<float> y) {
+  const int64_t n = w.extent(0), k = w.extent(1);
+  fast::check_linear_shapes(n, k, bias, x, y);
+  if (n == 0 || x.extent(0) == 0) return;
+  const fast::DenseRows<float> rows{w.data(), n, k};
+  const auto& none = fast::no_exact_rows;
+  switch (active_isa()) {
+#if GPTOSS_X86
+    case Isa::avx512:
+      fast::run_linear<fast::Avx512DenseF32>(rows, n, k, bias, x, y, none);
+      return;
+    case Isa::avx2_fma:
+      fast::run_linear<fast::Avx2DenseF32>(rows, n, k, bias, x, y, none);
+      return;
+#endif
+#if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    case Isa::portable:
+      fast::run_linear<fast::Portable<fast::DenseRows<float>>>(rows, n, k, bias, x, y, none);
+      return;
+#endif
+    default:
+      linear(cpu_reference{}, w, bias, x, y);
+  }
+}
+
+}  // namespace gptoss::kernels

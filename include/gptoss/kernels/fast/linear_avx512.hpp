@@ -1,0 +1,475 @@
+// AVX-512 micro-kernels of the fast linear layer. Each computes, for a group
+// of R weight rows and TT tokens, partial dot products over a range of
+// K-chunks and adds them to 16-lane accumulators acc (R, TT, 16); the driver
+// in linear.hpp tiles rows, tokens and K, reduces the lanes and adds the bias.
+//
+// MXFP4 weights are decoded in registers, never into memory. A 64-byte load
+// holds four 16-byte blocks; dword lane i holds bytes 4i..4i+3 of block i/4,
+// whose nibble n (bits 4n..4n+3) is element 8 (i % 4) + n. vpermps uses only
+// the low 4 bits of each index lane, so "shift by 4n, permute the 16-entry
+// E2M1 table" yields 16 weights at once, and the activations are packed in
+// the same order once per call. The block scale 2^(s - 127) is applied to the
+// per-chunk partial sums (one FMA per chunk), built from the scale bytes as
+// float bits s << 23. That equals the reference (which scales each weight)
+// up to fp32 rounding while no decoded weight is infinite, i.e. for scale
+// bytes up to 251 (6 * 2^124 is finite; byte 253 already overflows codes 4
+// and 6, and byte 0 is not s << 23). Rows holding a byte outside [1, 251]
+// are flagged by flag_extreme_scales_avx512 (a scan of the scale bytes, once
+// per row block) and recomputed exactly by the driver.
+//
+// The BF16 variants (matmul precisions bf16 and bf16x2) decode to bf16 with
+// vpermw (32 weights per instruction) and multiply with vdpbf16ps against
+// activations rounded to bf16 (bf16x2: the activation is hi + lo, two bf16
+// terms, 16 significant bits in all).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "gptoss/formats/e2m1.hpp"
+#include "gptoss/kernels/fast/simd.hpp"
+
+namespace gptoss::kernels::fast {
+
+/// Raw MXFP4 rows: blocks (rows, blocks_per_row, 16), scales (rows, blocks_per_row).
+struct Mxfp4Rows {
+  const std::uint8_t* blocks = nullptr;
+  const std::uint8_t* scales = nullptr;
+  int64_t rows = 0;
+  int64_t blocks_per_row = 0;
+};
+
+/// Raw dense rows (rows, cols) of T.
+template <class T>
+struct DenseRows {
+  const T* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+/// Prefetches `lines` cache lines from p on. The micro-kernels stream R
+/// interleaved rows; the hardware prefetchers alone keep too few lines in
+/// flight for that, so each chunk also requests R lines of the next row
+/// group (contiguous after this one), one group ahead.
+inline void prefetch_lines(const void* p, int lines) noexcept {
+  const char* bytes = static_cast<const char*>(p);
+  for (int l = 0; l < lines; ++l) __builtin_prefetch(bytes + 64 * l, 0, 3);
+}
+
+/// Scale bytes of chunk c of a row (4 blocks), tail bytes filled with 127.
+inline std::uint32_t chunk_scale_bytes(const std::uint8_t* row_scales, int64_t c,
+                                       int64_t blocks_per_row) noexcept {
+  std::uint32_t s = 0x7f7f7f7fu;
+  const int64_t first = 4 * c, count = std::min<int64_t>(4, blocks_per_row - first);
+  std::memcpy(&s, row_scales + first, static_cast<std::size_t>(count));
+  return s;
+}
+
+/// The E2M1 values as bf16 bits, twice (vpermw indexes 32 entries).
+inline constexpr std::uint16_t kE2M1Bf16x2[32] = {
+    0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
+    0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0,
+    0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
+    0x8000, 0xbf00, 0xbf80, 0xbfc0, 0xc000, 0xc040, 0xc080, 0xc0c0};
+
+/// vpshufb pattern: every dword of 128-bit lane L becomes (byte L) << 16.
+inline constexpr std::uint32_t kScaleBytePattern[16] = {
+    0x80008080u, 0x80008080u, 0x80008080u, 0x80008080u, 0x80018080u, 0x80018080u,
+    0x80018080u, 0x80018080u, 0x80028080u, 0x80028080u, 0x80028080u, 0x80028080u,
+    0x80038080u, 0x80038080u, 0x80038080u, 0x80038080u};
+
+#if GPTOSS_X86
+// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
+// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// The same 512 bits seen as 32 bf16 (what vdpbf16ps takes).
+GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
+
+/// 16 lanes of 2^(s_b - 127), lane i taking block i / 4's scale byte s_b from
+/// the four bytes of `scale_bytes` (valid for bytes 1..254).
+GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(std::uint32_t scale_bytes,
+                                                       __m512i pattern) noexcept {
+  const __m512i spread = _mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(scale_bytes)), pattern);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(spread, 7));
+}
+/// The same from four scale bytes in memory (broadcast straight from the load).
+GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(const std::uint8_t* scale_bytes,
+                                                       __m512i pattern) noexcept {
+  const __m512i bytes = _mm512_broadcastd_epi32(_mm_loadu_si32(scale_bytes));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
+}
+
+/// Rounds `planes` planes of 32 floats to bf16 (round to nearest even, as
+/// vcvtne2ps2bf16 does: subnormal inputs count as zero) into planes of 32
+/// bf16; with split, each plane is followed by the plane of remainders
+/// bf16(x - hi).
+GPTOSS_TARGET_AVX512_BF16 inline void round_planes_bf16_avx512(const float* in, int64_t planes,
+                                                               bool split, std::uint16_t* out) {
+  const int64_t stride = split ? 64 : 32;
+  for (int64_t i = 0; i < planes; ++i) {
+    const __m512 a = _mm512_loadu_ps(in + 32 * i), b = _mm512_loadu_ps(in + 32 * i + 16);
+    const __m512i hi = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+    _mm512_storeu_si512(out + stride * i, hi);
+    if (split) {
+      const __m512 a_hi = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(hi)), 16));
+      const __m512 b_hi = _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(hi, 1)), 16));
+      const __m512i lo = (__m512i)_mm512_cvtne2ps_pbh(_mm512_sub_ps(b, b_hi), _mm512_sub_ps(a, a_hi));
+      _mm512_storeu_si512(out + stride * i + 32, lo);
+    }
+  }
+}
+
+/// bad[i] = 1 for each row row + i (i < rows) holding a scale byte outside
+/// [1, 251] (see the file comment); other entries untouched.
+GPTOSS_TARGET_AVX512 inline void flag_extreme_scales_avx512(const Mxfp4Rows& w, int64_t row,
+                                                           int64_t rows, std::uint32_t* bad) {
+  const __m512i neutral = _mm512_set1_epi8(127), top = _mm512_set1_epi8(static_cast<char>(251));
+  const int64_t nb = w.blocks_per_row;
+  for (int64_t i = 0; i < rows; ++i) {
+    const std::uint8_t* p = w.scales + (row + i) * nb;
+    __m512i low = neutral, high = neutral;
+    for (int64_t b = 0; b < nb; b += 64) {
+      const __mmask64 mask = nb - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (nb - b)) - 1;
+      const __m512i v = _mm512_mask_loadu_epi8(neutral, mask, p + b);
+      low = _mm512_min_epu8(low, v);
+      high = _mm512_max_epu8(high, v);
+    }
+    if ((_mm512_cmpeq_epi8_mask(low, _mm512_setzero_si512()) | _mm512_cmpgt_epu8_mask(high, top)) != 0) {
+      bad[i] = 1;
+    }
+  }
+}
+
+/// sums[i] = the sum of the 16 floats at acc + 16 i, for i < count (a
+/// transposing tree: 16 sums for 45 instructions).
+GPTOSS_TARGET_AVX512 inline void sum_lanes16_avx512(const float* acc, int64_t count, float* sums) {
+  int64_t i = 0;
+  for (; i + 16 <= count; i += 16) {
+    const float* v = acc + 16 * i;
+    __m512 a[8], b[4], c[2];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512 x = _mm512_loadu_ps(v + 32 * k), y = _mm512_loadu_ps(v + 32 * k + 16);
+      a[k] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const __m512d x = _mm512_castps_pd(a[2 * k]), y = _mm512_castps_pd(a[2 * k + 1]);
+      b[k] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                           _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    // b[k], 128-bit lane L: the partial sums over lane L of vectors 4k..4k+3.
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; ++k) {
+      c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0x88),
+                           _mm512_shuffle_f32x4(b[2 * k], b[2 * k + 1], 0xdd));
+    }
+    _mm512_storeu_ps(sums + i, _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], 0x88),
+                                             _mm512_shuffle_f32x4(c[0], c[1], 0xdd)));
+  }
+  for (; i < count; ++i) sums[i] = _mm512_reduce_add_ps(_mm512_loadu_ps(acc + 16 * i));
+}
+/// Chunks [c0, c1) of mxfp4_f32_tile_avx512; Tail: the one last chunk of a
+/// row holding 1..3 blocks (masked loads).
+template <int R, int TT, bool Tail>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks_avx512(
+    const Mxfp4Rows& w, int64_t row, int64_t c0, int64_t c1, const float* x, int64_t x_stride,
+    float* acc) {
+  const __m512 lut = _mm512_loadu_ps(e2m1::kValues.data());
+  const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;  // rows [row, row + R) all exist
+  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
+  const std::uint8_t* blocks = w.blocks + row * row_bytes;
+  const std::uint8_t* scales = w.scales + row * nb;
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512i q[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
+      q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
+    }
+    prefetch_lines(blocks + R * row_bytes + 64 * R * (c - c0), R);
+    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+    const float* xc = x + 128 * c;
+    __m512 t[R][TT];
+#pragma GCC unroll 8
+    for (int n = 0; n < 8; ++n) {
+      __m512 wv[R];
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        wv[i] = _mm512_permutexvar_ps(n == 0 ? q[i] : _mm512_srli_epi32(q[i], 4 * n), lut);
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) {
+        const __m512 xv = _mm512_loadu_ps(xc + j * x_stride + 16 * n);
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) {
+          t[i][j] = n == 0 ? _mm512_mul_ps(wv[i], xv) : _mm512_fmadd_ps(wv[i], xv, t[i][j]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      std::uint32_t s;
+      if constexpr (Tail) {
+        s = chunk_scale_bytes(scales + i * nb, c, nb);
+      } else {
+        std::memcpy(&s, scales + i * nb + 4 * c, 4);
+      }
+      const __m512 sc = chunk_scales_avx512(s, pattern);
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) a[i][j] = _mm512_fmadd_ps(t[i][j], sc, a[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+/// MXFP4 x fp32 activations. x: per token, chunks of 128 floats in the
+/// nibble-plane order (8 planes n of 16 lanes i: element 32 (i / 4) + 8 (i % 4) + n).
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 void mxfp4_f32_tile_avx512(const Mxfp4Rows& w, int64_t row, int64_t c0,
+                                                int64_t c1, const float* x, int64_t x_stride,
+                                                float* acc) {
+  const int64_t nb = w.blocks_per_row, full_end = std::min(c1, nb / 4);
+  if (c0 < full_end) mxfp4_f32_chunks_avx512<R, TT, false>(w, row, c0, full_end, x, x_stride, acc);
+  if (full_end < c1) mxfp4_f32_chunks_avx512<R, TT, true>(w, row, full_end, c1, x, x_stride, acc);
+}
+
+/// Chunks [c0, c1) of mxfp4_bf16_tile_avx512 (Tail as above).
+template <int R, int TT, bool Split, bool Tail>
+GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_chunks_avx512(
+    const Mxfp4Rows& w, int64_t row, int64_t c0, int64_t c1, const std::uint16_t* x,
+    int64_t x_stride, float* acc) {
+  constexpr int kPlane = Split ? 64 : 32;  // uint16 per plane
+  const __m512i lut = _mm512_loadu_si512(kE2M1Bf16x2);
+  const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
+  const int64_t nb = w.blocks_per_row;
+  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
+  const int64_t row_bytes = nb * 16;  // rows [row, row + R) all exist
+  const std::uint8_t* blocks = w.blocks + row * row_bytes + c0 * 64;
+  const std::uint8_t* scales = w.scales + row * nb;
+  const std::uint16_t* xt[TT];
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < TT; ++j) xt[j] = x + j * x_stride + c0 * 4 * kPlane;
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512i q[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const std::uint8_t* p = blocks + i * row_bytes;
+      q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
+    }
+    blocks += 64;
+    prefetch_lines(w.blocks + (row + R) * row_bytes + 64 * R * (c - c0), R);
+    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+    __m512 t[R][TT];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) t[i][j] = _mm512_setzero_ps();
+    }
+#pragma GCC unroll 4
+    for (int n = 0; n < 4; ++n) {
+      __m512bh wv[R];
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        wv[i] = as_bf16x32(
+            _mm512_permutexvar_epi16(n == 0 ? q[i] : _mm512_srli_epi16(q[i], 4 * n), lut));
+      }
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) {
+        const __m512bh hi = as_bf16x32(_mm512_loadu_si512(xt[j] + n * kPlane));
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) t[i][j] = _mm512_dpbf16_ps(t[i][j], wv[i], hi);
+        if constexpr (Split) {
+          const __m512bh lo = as_bf16x32(_mm512_loadu_si512(xt[j] + n * kPlane + 32));
+#pragma GCC unroll 8
+          for (int i = 0; i < R; ++i) t[i][j] = _mm512_dpbf16_ps(t[i][j], wv[i], lo);
+        }
+      }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 sc = Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
+                             : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) a[i][j] = _mm512_fmadd_ps(t[i][j], sc, a[i][j]);
+    }
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) xt[j] += 4 * kPlane;
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+/// MXFP4 x bf16 activations (vdpbf16ps). x: per token, chunks of 4 planes n
+/// of 32 bf16 (element 32 (m / 8) + 4 (m % 8) + n for word m), each plane
+/// followed by its low-part plane when Split.
+template <int R, int TT, bool Split>
+GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_tile_avx512(const Mxfp4Rows& w, int64_t row, int64_t c0,
+                                                     int64_t c1, const std::uint16_t* x,
+                                                     int64_t x_stride, float* acc) {
+  const int64_t nb = w.blocks_per_row, full_end = std::min(c1, nb / 4);
+  if (c0 < full_end) {
+    mxfp4_bf16_chunks_avx512<R, TT, Split, false>(w, row, c0, full_end, x, x_stride, acc);
+  }
+  if (full_end < c1) {
+    mxfp4_bf16_chunks_avx512<R, TT, Split, true>(w, row, full_end, c1, x, x_stride, acc);
+  }
+}
+
+/// fp32 weights x fp32 activations; chunks of 16 elements, x in natural order.
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 void dense_f32_tile_avx512(const DenseRows<float>& w, int64_t row, int64_t c0,
+                                                int64_t c1, const float* x, int64_t x_stride,
+                                                float* acc) {
+  const int64_t k = w.cols, full_chunks = k / 16;
+  const std::uint16_t tail_mask = first_lanes16(k - 16 * full_chunks);
+  const float* base = w.data + row * k;  // rows [row, row + R) all exist
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    const std::uint16_t mask = c < full_chunks ? std::uint16_t{0xffff} : tail_mask;
+    __m512 wv[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) wv[i] = _mm512_maskz_loadu_ps(mask, base + i * k + 16 * c);
+    prefetch_lines(base + R * k + 16 * R * (c - c0), R);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const __m512 xv = _mm512_loadu_ps(x + j * x_stride + 16 * c);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) a[i][j] = _mm512_fmadd_ps(wv[i], xv, a[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+/// bf16 weights x fp32 activations; chunks of 32 elements, x per chunk as
+/// 16 even-indexed then 16 odd-indexed elements (bf16 pairs widen to fp32 by
+/// a shift and a mask, no shuffle).
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, int64_t row,
+                                                     int64_t c0, int64_t c1, const float* x,
+                                                     int64_t x_stride, float* acc) {
+  const int64_t k = w.cols, full_chunks = k / 32;
+  const std::uint32_t tail_mask = first_lanes32(k - 32 * full_chunks);
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
+    __m512 even[R], odd[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512i v = _mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c);
+      even[i] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+      odd[i] = _mm512_castsi512_ps(_mm512_and_si512(v, high_half));
+    }
+    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const __m512 xe = _mm512_loadu_ps(x + j * x_stride + 32 * c);
+      const __m512 xo = _mm512_loadu_ps(x + j * x_stride + 32 * c + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        a[i][j] = _mm512_fmadd_ps(even[i], xe, a[i][j]);
+        a[i][j] = _mm512_fmadd_ps(odd[i], xo, a[i][j]);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+/// bf16 weights x bf16 activations (vdpbf16ps); chunks of 32 elements, x per
+/// chunk as 32 bf16 in natural order, followed by the low parts when Split.
+template <int R, int TT, bool Split>
+GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>& w, int64_t row,
+                                                          int64_t c0, int64_t c1,
+                                                          const std::uint16_t* x, int64_t x_stride,
+                                                          float* acc) {
+  constexpr int kChunk = Split ? 64 : 32;  // uint16 per chunk of x
+  const int64_t k = w.cols, full_chunks = k / 32;
+  const std::uint32_t tail_mask = first_lanes32(k - 32 * full_chunks);
+  const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
+    __m512bh wv[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
+    }
+    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const std::uint16_t* xp = x + j * x_stride + kChunk * c;
+      const __m512bh hi = as_bf16x32(_mm512_loadu_si512(xp));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) a[i][j] = _mm512_dpbf16_ps(a[i][j], wv[i], hi);
+      if constexpr (Split) {
+        const __m512bh lo = as_bf16x32(_mm512_loadu_si512(xp + 32));
+#pragma GCC unroll 8
+        for (int i = 0; i < R; ++i) a[i][j] = _mm512_dpbf16_ps(a[i][j], wv[i], lo);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif  // GPTOSS_X86
+
+}  // namespace gptoss::kernels::fast

@@ -1,0 +1,448 @@
+// The cpu_fast kernels against the cpu_reference oracle on fresh random
+// inputs, on every ISA tier this machine runs (set_isa_limit), with odd
+// sizes, special MXFP4 scale bytes, and outputs poisoned with NaN before each
+// call so that every element is checked. Also the thread pool and the ISA
+// detection / override they rely on.
+//
+// Tolerances: fp32 paths |fast - ref| <= 1e-5 * sum_k |w x| per output
+// (linear) or rel 1e-5 of the tensor's largest value (attention, rope,
+// swiglu, rmsnorm); the bf16x2 matmul precision 2e-5 * sum |w x| (its
+// activation split carries 16 bits); the bf16 precision 4e-3 * sum |w x|
+// (activations rounded to bf16: 2^-9 relative each).
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "gptoss/gptoss.hpp"
+#include "gptoss/kernels/fast/all.hpp"
+#include "support/compare.hpp"
+#include "support/random.hpp"
+
+using namespace gptoss;
+
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+/// Every tier this CPU can run, lowest first.
+std::vector<Isa> runnable_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : kAllIsas) {
+    if (static_cast<int>(isa) <= static_cast<int>(detected_isa())) out.push_back(isa);
+  }
+  return out;
+}
+
+template <class T, std::size_t R>
+void poison(Tensor<T, R>& t) {
+  std::fill(t.storage().begin(), t.storage().end(), kNaN);
+}
+
+/// Sets the matmul precision for a scope.
+class ScopedPrecision {
+ public:
+  explicit ScopedPrecision(MatmulPrecision p) : previous_(matmul_precision()) { set_matmul_precision(p); }
+  ~ScopedPrecision() { set_matmul_precision(previous_); }
+
+ private:
+  MatmulPrecision previous_;
+};
+
+/// Relative bound per precision, in units of sum_k |w x|.
+double linear_tolerance(MatmulPrecision p, Isa isa) {
+  const bool bf16_dot = isa == Isa::avx512 && cpu_features().avx512bf16;
+  if (!bf16_dot || p == MatmulPrecision::fp32) return 1e-5;
+  return p == MatmulPrecision::bf16x2 ? 2e-5 : 4e-3;
+}
+
+/// Checks fast against reference for y = x W^T + b, element by element:
+/// |fast - ref| <= rel * sum_k |w_rk x_tk| + 1e-30, identical non-finite values
+/// accepted (both NaN, or the same infinity).
+template <class W>
+void check_linear_result(const W& w, const Tensor<float, 2>& x, const Tensor<float, 2>& fast,
+                         const Tensor<float, 2>& ref, double rel) {
+  const index_t n = rows(w), k = cols(w), t_count = x.extent(0);
+  std::vector<float> row(static_cast<std::size_t>(k));
+  double worst_excess = -1.0;
+  std::string worst;
+  for (index_t r = 0; r < n; ++r) {
+    decode_row(w, r, row);
+    for (index_t t = 0; t < t_count; ++t) {
+      const double a = fast(t, r), e = ref(t, r);
+      if (std::isnan(a) && std::isnan(e)) continue;
+      if (std::isinf(e) && a == e) continue;
+      double magnitude = 0.0;
+      for (index_t i = 0; i < k; ++i) magnitude += std::fabs(static_cast<double>(row[i]) * x(t, i));
+      const double bound = rel * magnitude + 1e-30;
+      const double err = std::fabs(a - e);
+      const double excess = std::isnan(err) ? INFINITY : err - bound;
+      if (excess > worst_excess) {
+        worst_excess = excess;
+        worst = "y(" + std::to_string(t) + ", " + std::to_string(r) + ") = " + std::to_string(a) +
+                ", reference " + std::to_string(e) + ", bound " + std::to_string(bound);
+      }
+    }
+  }
+  INFO("worst element: " << worst);
+  REQUIRE(worst_excess <= 0.0);
+}
+
+/// Runs linear(cpu_fast) on every tier and precision against the reference.
+template <class W>
+void check_linear_all_tiers(const W& w, const Tensor<float, 2>& x, VectorView<const bf16> bias) {
+  const index_t n = rows(w), t_count = x.extent(0);
+  Tensor<float, 2> ref({t_count, n}), fast({t_count, n});
+  kernels::linear(cpu_reference{}, w, bias, x.view(), ref.view());
+  for (Isa isa : runnable_isas()) {
+    for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16}) {
+      ScopedIsaLimit limit(isa);
+      ScopedPrecision precision(p);
+      INFO("isa " << isa_name(isa) << ", precision " << matmul_precision_name(p));
+      poison(fast);
+      kernels::linear(cpu_fast{}, w, bias, x.view(), fast.view());
+      check_linear_result(w, x, fast, ref, linear_tolerance(p, isa));
+    }
+  }
+}
+
+/// A random (rows, cols) MXFP4 matrix with scale bytes drawn from [lo, hi].
+FP4Tensor<> random_mxfp4(test::Rng& rng, index_t rows, index_t cols, int lo, int hi) {
+  FP4Tensor<> w(rows, cols);
+  for (auto& b : w.blocks()) b = static_cast<std::uint8_t>(rng() & 0xff);
+  for (auto& s : w.scales()) s = static_cast<std::uint8_t>(test::uniform_int(rng, lo, hi));
+  return w;
+}
+
+Tensor<float, 2> random_activations(test::Rng& rng, index_t t_count, index_t k, float amplitude = 1.0f) {
+  return test::random_matrix(rng, t_count, k, amplitude);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// ISA detection and override
+
+TEST_CASE("Fast kernels: ISA names round-trip and the limit caps the active tier", "[fast][isa]") {
+  for (Isa isa : kAllIsas) REQUIRE(parse_isa(isa_name(isa)) == isa);
+  REQUIRE_FALSE(parse_isa("avx1024").has_value());
+  REQUIRE(static_cast<int>(active_isa()) <= static_cast<int>(detected_isa()));
+  const Isa before = active_isa();
+  {
+    ScopedIsaLimit limit(Isa::scalar);
+    REQUIRE(active_isa() == Isa::scalar);
+    REQUIRE_FALSE(has_avx512_bf16());
+    {
+      ScopedIsaLimit inner(Isa::portable);
+      REQUIRE(active_isa() == std::min(Isa::portable, detected_isa()));
+    }
+    REQUIRE(active_isa() == Isa::scalar);
+  }
+  REQUIRE(active_isa() == before);
+  if (detected_isa() == Isa::avx512) {
+    const CpuFeatures& f = cpu_features();
+    REQUIRE((f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Thread pool
+
+TEST_CASE("Fast kernels: parallel_for covers every index once", "[fast][threads]") {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    REQUIRE(pool.size() == threads);
+    for (std::int64_t count : {0, 1, 7, 16, 100, 1001}) {
+      for (std::int64_t grain : {1, 4, 16, 1000}) {
+        std::vector<std::atomic<int>> hits(static_cast<std::size_t>(count));
+        pool.parallel_for(0, count, grain, [&](std::int64_t first, std::int64_t last) {
+          REQUIRE(first < last);
+          for (std::int64_t i = first; i < last; ++i) hits[static_cast<std::size_t>(i)]++;
+        });
+        for (auto& h : hits) REQUIRE(h.load() == 1);
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast kernels: thread pool runs nested calls inline and rethrows", "[fast][threads]") {
+  ThreadPool pool(3);
+  std::atomic<int> total{0};
+  pool.parallel_for(0, 6, 1, [&](std::int64_t first, std::int64_t last) {
+    pool.parallel_for(0, 10, 1, [&](std::int64_t a, std::int64_t b) { total += static_cast<int>(b - a); });
+    total += static_cast<int>(last - first) * 100;
+  });
+  REQUIRE(total.load() == 6 * 100 + 10 * 3);
+  REQUIRE_THROWS_AS(pool.run(4, [](int task) {
+    if (task == 2) throw std::runtime_error("task 2");
+  }), std::runtime_error);
+  // The pool still works after a task threw.
+  std::atomic<int> count{0};
+  pool.run(8, [&](int) { count++; });
+  REQUIRE(count.load() == 8);
+}
+
+TEST_CASE("Fast kernels: set_num_threads replaces the process pool", "[fast][threads]") {
+  const int before = num_threads();
+  set_num_threads(3);
+  REQUIRE(num_threads() == 3);
+  set_num_threads(1);
+  REQUIRE(num_threads() == 1);
+  set_num_threads(before);
+  REQUIRE(num_threads() == before);
+}
+
+// ---------------------------------------------------------------------------
+// Linear
+
+TEST_CASE("Fast linear: MXFP4 matches the reference on odd sizes", "[fast][linear][mxfp4]") {
+  test::Rng rng(101);
+  struct Shape { index_t n, k; };
+  for (const Shape s : {Shape{1, 32}, Shape{3, 32}, Shape{5, 64}, Shape{7, 96}, Shape{17, 160},
+                        Shape{33, 416}, Shape{40, 2880}}) {
+    for (const index_t t_count : {1, 2, 3, 4, 7, 33}) {
+      DYNAMIC_SECTION("N " << s.n << ", K " << s.k << ", T " << t_count) {
+        const FP4Tensor<> w = random_mxfp4(rng, s.n, s.k, 118, 130);
+        const Tensor<float, 2> x = random_activations(rng, t_count, s.k);
+        const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
+        check_linear_all_tiers(w.view(), x, bias.view());
+        check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast linear: MXFP4 special scale bytes", "[fast][linear][mxfp4]") {
+  test::Rng rng(202);
+  const index_t n = 13, k = 224;
+  SECTION("bytes 0 and 1: subnormal weights") {
+    const FP4Tensor<> w = random_mxfp4(rng, n, k, 0, 1);
+    check_linear_all_tiers(w.view(), random_activations(rng, 5, k), VectorView<const bf16>{});
+  }
+  SECTION("large exponents, finite sums") {
+    const FP4Tensor<> w = random_mxfp4(rng, n, k, 200, 230);
+    check_linear_all_tiers(w.view(), random_activations(rng, 5, k), VectorView<const bf16>{});
+  }
+  SECTION("bytes 250..255: some weights infinite, tiny activations") {
+    const FP4Tensor<> w = random_mxfp4(rng, n, k, 250, 255);
+    check_linear_all_tiers(w.view(), random_activations(rng, 3, k, 1e-30f), VectorView<const bf16>{});
+  }
+  SECTION("a mix: most blocks ordinary, a few extreme") {
+    FP4Tensor<> w = random_mxfp4(rng, n, k, 120, 128);
+    for (std::size_t i = 0; i < w.scales().size(); i += 11) {
+      w.scales()[i] = static_cast<std::uint8_t>(std::array{0, 1, 251, 252, 253}[i % 5]);
+    }
+    // Small activations keep the sums far from FLT_MAX, where fp32 partial
+    // sums (fast) and a float64 sum (reference) overflow at different points.
+    check_linear_all_tiers(w.view(), random_activations(rng, 4, k, 1e-6f), VectorView<const bf16>{});
+  }
+}
+
+TEST_CASE("Fast linear: bf16 and fp32 weights match the reference on odd sizes", "[fast][linear]") {
+  test::Rng rng(303);
+  struct Shape { index_t n, k; };
+  for (const Shape s : {Shape{1, 1}, Shape{2, 17}, Shape{5, 32}, Shape{7, 33}, Shape{9, 100},
+                        Shape{21, 2880}}) {
+    for (const index_t t_count : {1, 3, 5, 33}) {
+      DYNAMIC_SECTION("N " << s.n << ", K " << s.k << ", T " << t_count) {
+        const Tensor<bf16, 2> wb = test::random_bf16<2>(rng, {s.n, s.k}, -1.0f, 1.0f);
+        const Tensor<float, 2> wf = test::random_matrix(rng, s.n, s.k);
+        const Tensor<float, 2> x = random_activations(rng, t_count, s.k, 3.0f);
+        const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
+        check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, bias.view());
+        check_linear_all_tiers(MatrixView<const float>(wf.view()), x, bias.view());
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast linear: rejects shapes the reference rejects", "[fast][linear]") {
+  const Tensor<float, 2> w({4, 8});
+  const Tensor<float, 2> x({2, 7});
+  Tensor<float, 2> y({2, 4});
+  REQUIRE_THROWS_AS(kernels::linear(cpu_fast{}, MatrixView<const float>(w.view()),
+                                    VectorView<const bf16>{}, x.view(), y.view()),
+                    ShapeError);
+  const FP4Tensor<> q(4, 32);
+  const Tensor<float, 2> x32({2, 32});
+  Tensor<float, 2> bad({2, 5});
+  REQUIRE_THROWS_AS(kernels::linear(cpu_fast{}, q.view(), VectorView<const bf16>{}, x32.view(), bad.view()),
+                    ShapeError);
+  const Tensor<bf16, 1> short_bias({3});
+  REQUIRE_THROWS_AS(kernels::linear(cpu_fast{}, q.view(), short_bias.view(), x32.view(), y.view()),
+                    ShapeError);
+}
+
+// ---------------------------------------------------------------------------
+// Attention
+
+namespace {
+
+struct AttentionCase {
+  index_t t_count, nq, nkv, d, s_count, window;
+  bool decode;        // T queries at the last T positions (else positions 0..T-1)
+  bool shuffled_keys; // k_pos a permutation (not increasing)
+};
+
+void check_attention(test::Rng& rng, const AttentionCase& c, bool minus_inf_sink) {
+  const Tensor<float, 3> q = test::random_tensor<3>(rng, {c.t_count, c.nq, c.d}, 1.5f);
+  const Tensor<float, 3> k = test::random_tensor<3>(rng, {c.s_count, c.nkv, c.d}, 1.5f);
+  const Tensor<float, 3> v = test::random_tensor<3>(rng, {c.s_count, c.nkv, c.d}, 2.0f);
+  Tensor<index_t, 1> q_pos({c.t_count}), k_pos({c.s_count});
+  for (index_t t = 0; t < c.t_count; ++t) q_pos(t) = c.decode ? c.s_count - c.t_count + t : t;
+  for (index_t j = 0; j < c.s_count; ++j) k_pos(j) = j;
+  if (c.shuffled_keys) {
+    for (index_t j = c.s_count - 1; j > 0; --j) std::swap(k_pos(j), k_pos(test::uniform_int(rng, 0, j)));
+  }
+  Tensor<float, 1> sinks = test::random_tensor<1>(rng, {c.nq}, 2.0f);
+  if (minus_inf_sink) sinks(0) = -kInf;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+  Tensor<float, 2> ref({c.t_count, c.nq * c.d}), fast({c.t_count, c.nq * c.d});
+  kernels::sink_attention(cpu_reference{}, q.view(), q_pos.view(), k.view(), v.view(), k_pos.view(),
+                          sinks.view(), scale, c.window, ref.view());
+  for (Isa isa : runnable_isas()) {
+    ScopedIsaLimit limit(isa);
+    INFO("isa " << isa_name(isa));
+    poison(fast);
+    kernels::sink_attention(cpu_fast{}, q.view(), q_pos.view(), k.view(), v.view(), k_pos.view(),
+                            sinks.view(), scale, c.window, fast.view());
+    GPTOSS_REQUIRE_CLOSE(test::compare_to_max(fast.storage(), ref.storage(), 0.0, 1e-5));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("Fast attention: matches the reference (decode, prefill, windows, GQA)",
+          "[fast][attention]") {
+  test::Rng rng(404);
+  const AttentionCase cases[] = {
+      {1, 8, 2, 64, 1, 0, true, false},      {1, 8, 2, 64, 100, 0, true, false},
+      {1, 8, 1, 16, 37, 4, true, false},     {1, 4, 4, 7, 33, 0, true, false},
+      {3, 8, 2, 64, 17, 0, true, false},     {17, 4, 2, 24, 17, 0, false, false},
+      {33, 8, 2, 64, 33, 5, false, false},   {16, 2, 1, 130, 16, 1, false, false},
+      {5, 6, 3, 9, 40, 30, true, false},     {4, 4, 2, 16, 50, 0, true, true},
+      {6, 4, 1, 32, 45, 8, true, true},      {2, 64, 8, 64, 300, 128, true, false},
+  };
+  for (const AttentionCase& c : cases) {
+    for (bool minus_inf_sink : {false, true}) {
+      DYNAMIC_SECTION("T " << c.t_count << ", nq " << c.nq << ", nkv " << c.nkv << ", D " << c.d
+                           << ", S " << c.s_count << ", window " << c.window
+                           << (c.shuffled_keys ? ", shuffled keys" : "")
+                           << (minus_inf_sink ? ", -inf sink" : "")) {
+        check_attention(rng, c, minus_inf_sink);
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast attention: rejects shapes the reference rejects", "[fast][attention]") {
+  const Tensor<float, 3> q({1, 6, 8}), k({4, 4, 8}), v({4, 4, 8});
+  const Tensor<index_t, 1> q_pos({1}), k_pos({4});
+  const Tensor<float, 1> sinks({6});
+  Tensor<float, 2> out({1, 48});
+  REQUIRE_THROWS_AS(kernels::sink_attention(cpu_fast{}, q.view(), q_pos.view(), k.view(), v.view(),
+                                            k_pos.view(), sinks.view(), 1.0f, 0, out.view()),
+                    ShapeError);
+}
+
+// ---------------------------------------------------------------------------
+// RMSNorm, RoPE, SwiGLU
+
+TEST_CASE("Fast rms_norm: matches the reference, in place too", "[fast][rmsnorm]") {
+  test::Rng rng(505);
+  for (const index_t d : {1, 7, 16, 17, 100, 2880}) {
+    for (const index_t t_count : {1, 5, 40}) {
+      DYNAMIC_SECTION("D " << d << ", T " << t_count) {
+        Tensor<float, 2> x({t_count, d});
+        for (index_t t = 0; t < t_count; ++t) {
+          const float amplitude = std::pow(10.0f, static_cast<float>(t % 8 - 4));
+          for (index_t i = 0; i < d; ++i) x(t, i) = test::uniform(rng, -amplitude, amplitude);
+        }
+        const Tensor<bf16, 1> scale = test::random_bf16<1>(rng, {d}, -2.0f, 2.0f);
+        Tensor<float, 2> ref({t_count, d}), fast({t_count, d});
+        kernels::rms_norm(cpu_reference{}, x.view(), scale.view(), 1e-5f, ref.view());
+        for (Isa isa : runnable_isas()) {
+          ScopedIsaLimit limit(isa);
+          INFO("isa " << isa_name(isa));
+          poison(fast);
+          kernels::rms_norm(cpu_fast{}, x.view(), scale.view(), 1e-5f, fast.view());
+          GPTOSS_REQUIRE_CLOSE(test::compare_elementwise(fast.storage(), ref.storage(), 1e-30, 1e-6));
+          Tensor<float, 2> in_place = x;
+          kernels::rms_norm(cpu_fast{}, in_place.view(), scale.view(), 1e-5f, in_place.view());
+          GPTOSS_REQUIRE_CLOSE(test::compare_elementwise(in_place.storage(), ref.storage(), 1e-30, 1e-6));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast apply_rotary: matches the reference", "[fast][rope]") {
+  test::Rng rng(606);
+  for (const index_t d : {2, 18, 64, 66}) {
+    for (const index_t heads : {1, 3, 8}) {
+      for (const index_t t_count : {1, 4, 33}) {
+        DYNAMIC_SECTION("D " << d << ", heads " << heads << ", T " << t_count) {
+          const Tensor<float, 3> x = test::random_tensor<3>(rng, {t_count, heads, d}, 3.0f);
+          const Tensor<float, 2> cos = test::random_matrix(rng, t_count, d / 2, 1.2f);
+          const Tensor<float, 2> sin = test::random_matrix(rng, t_count, d / 2, 1.2f);
+          Tensor<float, 3> ref = x;
+          kernels::apply_rotary(cpu_reference{}, ref.view(), cos.view(), sin.view());
+          for (Isa isa : runnable_isas()) {
+            ScopedIsaLimit limit(isa);
+            INFO("isa " << isa_name(isa));
+            Tensor<float, 3> fast = x;
+            kernels::apply_rotary(cpu_fast{}, fast.view(), cos.view(), sin.view());
+            GPTOSS_REQUIRE_CLOSE(test::compare_to_max(fast.storage(), ref.storage(), 0.0, 1e-6));
+          }
+        }
+      }
+    }
+  }
+  Tensor<float, 3> odd({1, 1, 3});
+  const Tensor<float, 2> cs({1, 1});
+  REQUIRE_THROWS_AS(kernels::apply_rotary(cpu_fast{}, odd.view(), cs.view(), cs.view()), ShapeError);
+}
+
+TEST_CASE("Fast swiglu: matches the reference past the clamp, NaN propagates", "[fast][swiglu]") {
+  test::Rng rng(707);
+  for (const float limit : {7.0f, 5.0f}) {
+    for (const index_t n : {1, 7, 8, 16, 17, 100, 2880}) {
+      for (const index_t t_count : {1, 3, 25}) {
+        DYNAMIC_SECTION("limit " << limit << ", I " << n << ", T " << t_count) {
+          Tensor<float, 2> x = test::random_matrix(rng, t_count, 2 * n, 20.0f);
+          if (n > 3) {
+            x(0, 0) = kNaN;       // gate NaN
+            x(0, 3) = kNaN;       // linear NaN
+            x(0, 4) = -200.0f;    // exp(-alpha * gate) overflows
+          }
+          Tensor<float, 2> ref({t_count, n}), fast({t_count, n});
+          kernels::swiglu(cpu_reference{}, x.view(), kernels::kSwigluAlpha, limit, ref.view());
+          for (Isa isa : runnable_isas()) {
+            ScopedIsaLimit limit_isa(isa);
+            INFO("isa " << isa_name(isa));
+            poison(fast);
+            kernels::swiglu(cpu_fast{}, x.view(), kernels::kSwigluAlpha, limit, fast.view());
+            for (std::size_t i = 0; i < ref.storage().size(); ++i) {
+              const float a = fast.storage()[i], e = ref.storage()[i];
+              INFO("element " << i << ": " << a << " vs " << e);
+              if (std::isnan(e)) {
+                REQUIRE(std::isnan(a));
+              } else {
+                REQUIRE(std::fabs(a - e) <= 1e-5 * std::max(1.0f, std::fabs(e)));
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
