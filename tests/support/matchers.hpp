@@ -14,6 +14,7 @@ namespace gptoss::test {
 class MessageHas : public Catch::MatcherBase<std::exception> {
  public:
   MessageHas(std::initializer_list<std::string> fragments) : fragments_(fragments) {}
+  explicit MessageHas(std::vector<std::string> fragments) : fragments_(std::move(fragments)) {}
   bool match(const std::exception& e) const override {
     const std::string what = e.what();
     for (const auto& f : fragments_) {

@@ -24,29 +24,15 @@
 
 #include "gptoss/io/safetensors.hpp"
 
+#include "support/matchers.hpp"
+
 using namespace gptoss;
 namespace fs = std::filesystem;
 
 namespace {
 
 /// Matches an exception whose what() contains every given fragment.
-class MentionsAll : public Catch::MatcherBase<std::exception> {
- public:
-  explicit MentionsAll(std::vector<std::string> parts) : parts_(std::move(parts)) {}
-  bool match(const std::exception& e) const override {
-    const std::string what = e.what();
-    return std::all_of(parts_.begin(), parts_.end(),
-                       [&](const std::string& p) { return what.find(p) != std::string::npos; });
-  }
-  std::string describe() const override {
-    std::string s = "has a message mentioning";
-    for (const auto& p : parts_) s += " \"" + p + "\"";
-    return s;
-  }
-
- private:
-  std::vector<std::string> parts_;
-};
+using MentionsAll = test::MessageHas;
 
 MentionsAll mentions(std::initializer_list<std::string> parts) { return MentionsAll(parts); }
 
