@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "gptoss/core/bf16.hpp"
 #include "gptoss/formats/e2m1.hpp"
 #include "gptoss/kernels/fast/simd.hpp"
 
@@ -48,13 +49,34 @@ struct DenseRows {
   int64_t cols = 0;
 };
 
-/// Prefetches `lines` cache lines from p on. The micro-kernels stream R
-/// interleaved rows; the hardware prefetchers alone keep too few lines in
-/// flight for that, so each chunk also requests R lines of the next row
-/// group (contiguous after this one), one group ahead.
-inline void prefetch_lines(const void* p, int lines) noexcept {
+/// Prefetches `lines` cache lines from p on. The dense micro-kernels stream
+/// R interleaved rows; the hardware prefetchers alone keep too few lines in
+/// flight for that, so each chunk also requests R lines of the next row group
+/// (contiguous after this one), one group ahead. (always_inline: as an
+/// out-of-line call GCC finds it free of side effects and deletes it.)
+__attribute__((always_inline)) inline void prefetch_lines(const void* p, int lines) noexcept {
   const char* bytes = static_cast<const char*>(p);
   for (int l = 0; l < lines; ++l) __builtin_prefetch(bytes + 64 * l, 0, 3);
+}
+
+/// How far ahead, in bytes, the MXFP4 micro-kernels prefetch each row.
+inline constexpr int64_t kMxfp4PrefetchBytes = 1024;
+
+/// Prefetches, for each of R interleaved rows starting at `rows` (row_bytes
+/// apart), the line `offset` bytes into the row; past a row's end, the same
+/// row of the next group. MXFP4 rows are short (1440 bytes for K = 2880), so
+/// each row stream has to be fed from its own position: fetching the next
+/// group as one block arrives too late for its last rows.
+template <int R>
+__attribute__((always_inline)) inline void prefetch_row_streams(const std::uint8_t* rows,
+                                                                int64_t row_bytes,
+                                                                int64_t offset) noexcept {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    __builtin_prefetch(offset < row_bytes ? rows + i * row_bytes + offset
+                                          : rows + (R + i) * row_bytes + (offset - row_bytes),
+                       0, 3);
+  }
 }
 
 /// Scale bytes of chunk c of a row (4 blocks), tail bytes filled with 127.
@@ -201,7 +223,7 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks
       const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
       q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
     }
-    prefetch_lines(blocks + R * row_bytes + 64 * R * (c - c0), R);
+    prefetch_row_streams<R>(blocks, row_bytes, 64 * c + kMxfp4PrefetchBytes);
     __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
     const float* xc = x + 128 * c;
     __m512 t[R][TT];
@@ -282,7 +304,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
       q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
     }
     blocks += 64;
-    prefetch_lines(w.blocks + (row + R) * row_bytes + 64 * R * (c - c0), R);
+    prefetch_row_streams<R>(w.blocks + row * row_bytes, row_bytes, 64 * c + kMxfp4PrefetchBytes);
     __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
     __m512 t[R][TT];
 #pragma GCC unroll 8
