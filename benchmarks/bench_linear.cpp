@@ -75,7 +75,9 @@ struct Weights {
   std::size_t copies() const { return fp4.empty() ? dense.size() : fp4.size(); }
   void next() { current = (current + 1) % copies(); }
   FP4TensorView<MXFP4Checkpoint> fp4_view() const { return fp4[current].view(); }
-  MatrixView<const bf16> dense_view() const { return {dense[current].data(), {n, k}}; }
+  MatrixView<const bf16> dense_view() const {
+    return dense.empty() ? MatrixView<const bf16>{} : MatrixView<const bf16>{dense[current].data(), {n, k}};
+  }
 };
 
 Weights& weights_for(const Shape& s) {
