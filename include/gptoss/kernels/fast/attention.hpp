@@ -300,6 +300,17 @@ GPTOSS_TARGET_AVX512 inline void attend_group_avx512(const AttentionGroup& g, fl
         if (key_visible(kr.k_pos[j0 + i], g.position, g.window)) visible |= std::uint16_t(1u << i);
       }
       if (visible == 0) continue;
+      // One KV head's rows are nkv * D floats apart, a stride the hardware
+      // prefetchers follow poorly: request the next block's keys and values
+      // while this one is computed.
+      for (int64_t i = 0, next = std::min<int64_t>(16, kr.end - j0 - 16); i < next; ++i) {
+        const float* k_row = kr.k + (j0 + 16 + i) * kr.kv_stride;
+        const float* v_row = kr.v + (j0 + 16 + i) * kr.kv_stride;
+        for (int64_t b = 0; b < d; b += 16) {
+          __builtin_prefetch(k_row + b, 0, 3);
+          __builtin_prefetch(v_row + b, 0, 3);
+        }
+      }
       for (int64_t c = 0; c < chunks; ++c) {
         const float* rows[16];
         for (int64_t i = 0; i < count; ++i) rows[i] = keys[i] + 16 * c;
