@@ -71,6 +71,22 @@ double visible_keys(const Case& c) {
   return total;
 }
 
+/// Sets err_ratio (max error over 1e-5 of the reference's largest value, at
+/// least 1) and skips the benchmark with an error when it exceeds 1.
+bool matches_reference(benchmark::State& state, const Tensor<float, 2>& out, const Tensor<float, 2>& ref) {
+  double worst = 0.0, largest = 1.0;
+  for (index_t i = 0; i < ref.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
+    largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
+  }
+  state.counters["err_ratio"] = worst / (1e-5 * largest);
+  if (!(worst <= 1e-5 * largest)) {
+    state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
+    return false;
+  }
+  return true;
+}
+
 void bm_attention(benchmark::State& state, const Case c, const bool fast, const int threads) {
   set_num_threads(threads);
   const Inputs in = make_inputs(c);
@@ -79,16 +95,7 @@ void bm_attention(benchmark::State& state, const Case c, const bool fast, const 
     Tensor<float, 2> ref({c.t_count, kQueryHeads * kHeadDim});
     run<cpu_reference>(in, c, ref);
     run<cpu_fast>(in, c, out);
-    double worst = 0.0, largest = 1.0;
-    for (index_t i = 0; i < ref.size(); ++i) {
-      worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
-      largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
-    }
-    state.counters["err_ratio"] = worst / (1e-5 * largest);
-    if (!(worst <= 1e-5 * largest)) {
-      state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
-      return;
-    }
+    if (!matches_reference(state, out, ref)) return;
   }
   const double seconds = bench::timed_loop(state, [&] {
     if (fast) {
@@ -141,16 +148,7 @@ void bm_cached_decode(benchmark::State& state, const Case c, const bool concat, 
   };
   run<cpu_reference>(in, c, ref);
   step();
-  double worst = 0.0, largest = 1.0;
-  for (index_t i = 0; i < ref.size(); ++i) {
-    worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
-    largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
-  }
-  state.counters["err_ratio"] = worst / (1e-5 * largest);
-  if (!(worst <= 1e-5 * largest)) {
-    state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
-    return;
-  }
+  if (!matches_reference(state, out, ref)) return;
   const double seconds = bench::timed_loop(state, step);
   const double keys = visible_keys(c);
   bench::set_throughput_counters(state, 2.0 * keys * row * sizeof(float), 4.0 * keys * kQueryHeads * kHeadDim,
