@@ -3,6 +3,9 @@
 // 128, 4096 and 32768 positions, with full attention and with the 128-token
 // sliding window, plus one prefill (T = S = 512); reference vs cpu_fast on 1
 // and 2 threads. Each fast run is validated against the reference first.
+// The decode_cached cases are a decode step as the layer runs it, keys in two
+// parts (the cache's S - 1, then the new token's): read in place (parts)
+// against the copy of both into one tensor first (concat, the baseline).
 //
 //   gptoss_bench_attention --benchmark_filter='decode.*32768'
 //
@@ -10,6 +13,7 @@
 // second) and bw_frac against the probed read bandwidth; GFLOPs (4 nq D per
 // visible key: q.k and p v) and peak_frac against the probed FMA peak.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -67,6 +71,22 @@ double visible_keys(const Case& c) {
   return total;
 }
 
+/// Sets err_ratio (max error over 1e-5 of the reference's largest value, at
+/// least 1) and skips the benchmark with an error when it exceeds 1.
+bool matches_reference(benchmark::State& state, const Tensor<float, 2>& out, const Tensor<float, 2>& ref) {
+  double worst = 0.0, largest = 1.0;
+  for (index_t i = 0; i < ref.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
+    largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
+  }
+  state.counters["err_ratio"] = worst / (1e-5 * largest);
+  if (!(worst <= 1e-5 * largest)) {
+    state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
+    return false;
+  }
+  return true;
+}
+
 void bm_attention(benchmark::State& state, const Case c, const bool fast, const int threads) {
   set_num_threads(threads);
   const Inputs in = make_inputs(c);
@@ -75,16 +95,7 @@ void bm_attention(benchmark::State& state, const Case c, const bool fast, const 
     Tensor<float, 2> ref({c.t_count, kQueryHeads * kHeadDim});
     run<cpu_reference>(in, c, ref);
     run<cpu_fast>(in, c, out);
-    double worst = 0.0, largest = 1.0;
-    for (index_t i = 0; i < ref.size(); ++i) {
-      worst = std::max(worst, static_cast<double>(std::fabs(out.data()[i] - ref.data()[i])));
-      largest = std::max(largest, static_cast<double>(std::fabs(ref.data()[i])));
-    }
-    state.counters["err_ratio"] = worst / (1e-5 * largest);
-    if (!(worst <= 1e-5 * largest)) {
-      state.SkipWithError("result differs from the reference beyond 1e-5 of its largest value");
-      return;
-    }
+    if (!matches_reference(state, out, ref)) return;
   }
   const double seconds = bench::timed_loop(state, [&] {
     if (fast) {
@@ -99,6 +110,49 @@ void bm_attention(benchmark::State& state, const Case c, const bool fast, const 
   const double kv_bytes = 2.0 * keys * kKvHeads * kHeadDim * sizeof(float);
   const double flops = 4.0 * keys * kQueryHeads * kHeadDim;
   bench::set_throughput_counters(state, kv_bytes, flops, seconds, threads);
+  state.counters["kv_GBps"] = state.counters["weight_GBps"];
+  state.counters.erase("weight_GBps");
+}
+
+/// One decode step over a cache of S - 1 keys plus the new token's key, on
+/// the fast kernel: parts read in place, or (concat) copied into one
+/// tensor first.
+void bm_cached_decode(benchmark::State& state, const Case c, const bool concat, const int threads) {
+  set_num_threads(threads);
+  const Inputs in = make_inputs(c);
+  const index_t held = c.s_count - 1, row = kKvHeads * kHeadDim;
+  const std::array parts{
+      kernels::KeyValuePart{TensorView<const float, 3>(in.k.data(), {held, kKvHeads, kHeadDim}),
+                            TensorView<const float, 3>(in.v.data(), {held, kKvHeads, kHeadDim}),
+                            VectorView<const index_t>(in.k_pos.data(), {held})},
+      kernels::KeyValuePart{TensorView<const float, 3>(in.k.data() + held * row, {1, kKvHeads, kHeadDim}),
+                            TensorView<const float, 3>(in.v.data() + held * row, {1, kKvHeads, kHeadDim}),
+                            VectorView<const index_t>(in.k_pos.data() + held, {1})}};
+  Tensor<float, 2> out({1, kQueryHeads * kHeadDim}), ref({1, kQueryHeads * kHeadDim});
+  auto step = [&] {
+    if (!concat) {
+      kernels::sink_attention(cpu_fast{}, in.q.view(), in.q_pos.view(), parts, in.sinks.view(), 0.125f,
+                              c.window, out.view());
+      return;
+    }
+    Tensor<float, 3> k({c.s_count, kKvHeads, kHeadDim}), v({c.s_count, kKvHeads, kHeadDim});
+    Tensor<index_t, 1> pos({c.s_count});
+    for (const auto& part : parts) {
+      const index_t at = part.positions[0], n = part.k.extent(0);
+      std::copy_n(part.k.data(), n * row, k.data() + at * row);
+      std::copy_n(part.v.data(), n * row, v.data() + at * row);
+      std::copy_n(part.positions.data(), n, pos.data() + at);
+    }
+    kernels::sink_attention(cpu_fast{}, in.q.view(), in.q_pos.view(), k.view(), v.view(), pos.view(),
+                            in.sinks.view(), 0.125f, c.window, out.view());
+  };
+  run<cpu_reference>(in, c, ref);
+  step();
+  if (!matches_reference(state, out, ref)) return;
+  const double seconds = bench::timed_loop(state, step);
+  const double keys = visible_keys(c);
+  bench::set_throughput_counters(state, 2.0 * keys * row * sizeof(float), 4.0 * keys * kQueryHeads * kHeadDim,
+                                 seconds, threads);
   state.counters["kv_GBps"] = state.counters["weight_GBps"];
   state.counters.erase("weight_GBps");
 }
@@ -122,6 +176,18 @@ void register_benchmarks() {
       benchmark::RegisterBenchmark(
           ("attention/" + label + "/fast/threads:" + std::to_string(threads)).c_str(), bm_attention,
           c, true, threads)
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime()
+          ->ComputeStatistics("min", bench::minimum)
+          ->ComputeStatistics("max", bench::maximum);
+    }
+  }
+  for (index_t s_count : {4096, 32768}) {
+    for (bool concat : {true, false}) {
+      benchmark::RegisterBenchmark(("attention/decode_cached/S:" + std::to_string(s_count) + "/full/" +
+                                    (concat ? "concat" : "parts") + "/threads:2")
+                                       .c_str(),
+                                   bm_cached_decode, Case{1, s_count, 0}, concat, 2)
           ->Unit(benchmark::kMicrosecond)
           ->UseRealTime()
           ->ComputeStatistics("min", bench::minimum)

@@ -344,6 +344,111 @@ TEST_CASE("Fast attention: matches the reference (decode, prefill, windows, GQA)
   }
 }
 
+TEST_CASE("Fast attention: keys in parts (a ring or growing cache, then new tokens) match one "
+          "concatenated set", "[fast][attention][kv-cache]") {
+  // Each case: the cache's part (held keys; in ring order when `ring`), the
+  // step's new tokens at the following positions, and an optional third
+  // part; the oracle is the reference kernel over their concatenation, built
+  // here.
+  struct PartsCase {
+    index_t held, t_count, extra, nq, nkv, d, window;
+    bool ring;
+  };
+  test::Rng rng(405);
+  const PartsCase cases[] = {
+      {0, 1, 0, 8, 2, 64, 0, false},    {37, 1, 0, 8, 2, 64, 0, false},
+      {128, 1, 0, 64, 8, 64, 128, true}, {5, 7, 0, 6, 3, 9, 5, true},
+      {300, 3, 0, 8, 1, 64, 0, false},  {20, 9, 4, 4, 2, 24, 0, false},
+      {16, 33, 0, 4, 4, 17, 16, true},  {40, 2, 3, 8, 2, 32, 12, true},
+  };
+  for (const PartsCase& c : cases) {
+    DYNAMIC_SECTION("held " << c.held << (c.ring ? " (ring)" : "") << ", T " << c.t_count << ", extra "
+                            << c.extra << ", nq " << c.nq << ", nkv " << c.nkv << ", D " << c.d
+                            << ", window " << c.window) {
+      // Held keys sit at positions [first, first + held); a ring stores them
+      // rotated by a random offset, so their positions do not increase.
+      const index_t first = c.ring ? test::uniform_int(rng, 0, 50) : 0;
+      const index_t rotate = c.ring && c.held > 0 ? test::uniform_int(rng, 0, c.held - 1) : 0;
+      const std::array<index_t, 3> counts{c.held, c.t_count, c.extra};
+      std::vector<Tensor<float, 3>> ks, vs;
+      std::vector<Tensor<index_t, 1>> pos;
+      index_t next = first;
+      for (std::size_t i = 0; i < counts.size(); ++i) {
+        ks.push_back(test::random_tensor<3>(rng, {counts[i], c.nkv, c.d}, 1.5f));
+        vs.push_back(test::random_tensor<3>(rng, {counts[i], c.nkv, c.d}, 2.0f));
+        pos.emplace_back(std::array<index_t, 1>{counts[i]});
+        for (index_t j = 0; j < counts[i]; ++j) {
+          const index_t slot = i == 0 ? (j + rotate) % counts[i] : j;
+          pos.back()(slot) = next + j;
+        }
+        next += counts[i];
+      }
+      // The extra part, when present, holds keys before the cache's (as kept
+      // sink tokens would be); the queries sit at the new tokens' positions.
+      if (c.extra > 0) {
+        for (index_t j = 0; j < c.extra; ++j) pos[2](j) = first - c.extra + j;
+      }
+      Tensor<index_t, 1> q_pos({c.t_count});
+      for (index_t t = 0; t < c.t_count; ++t) q_pos(t) = first + c.held + t;
+      const Tensor<float, 3> q = test::random_tensor<3>(rng, {c.t_count, c.nq, c.d}, 1.5f);
+      const Tensor<float, 1> sinks = test::random_tensor<1>(rng, {c.nq}, 2.0f);
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+
+      const std::size_t part_count = c.extra > 0 ? 3 : 2;
+      std::vector<kernels::KeyValuePart> parts;
+      index_t total = 0;
+      for (std::size_t i = 0; i < part_count; ++i) {
+        parts.push_back({ks[i].view(), vs[i].view(), pos[i].view()});
+        total += counts[i];
+      }
+      Tensor<float, 3> k_all({total, c.nkv, c.d}), v_all({total, c.nkv, c.d});
+      Tensor<index_t, 1> pos_all({total});
+      index_t at = 0;
+      for (std::size_t i = 0; i < part_count; ++i) {
+        const index_t row = c.nkv * c.d;
+        std::copy_n(ks[i].data(), counts[i] * row, k_all.data() + at * row);
+        std::copy_n(vs[i].data(), counts[i] * row, v_all.data() + at * row);
+        std::copy_n(pos[i].data(), counts[i], pos_all.data() + at);
+        at += counts[i];
+      }
+      Tensor<float, 2> ref({c.t_count, c.nq * c.d}), out({c.t_count, c.nq * c.d});
+      kernels::sink_attention(cpu_reference{}, q.view(), q_pos.view(), k_all.view(), v_all.view(),
+                              pos_all.view(), sinks.view(), scale, c.window, ref.view());
+      poison(out);
+      kernels::sink_attention(cpu_reference{}, q.view(), q_pos.view(), parts, sinks.view(), scale,
+                              c.window, out.view());
+      GPTOSS_REQUIRE_CLOSE(test::compare_to_max(out.storage(), ref.storage(), 0.0, 0.0));
+      for (Isa isa : runnable_isas()) {
+        ScopedIsaLimit limit(isa);
+        INFO("isa " << isa_name(isa));
+        poison(out);
+        kernels::sink_attention(cpu_fast{}, q.view(), q_pos.view(), parts, sinks.view(), scale,
+                                c.window, out.view());
+        GPTOSS_REQUIRE_CLOSE(test::compare_to_max(out.storage(), ref.storage(), 0.0, 1e-5));
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast attention: a mis-shaped key/value part is a ShapeError naming it", "[fast][attention]") {
+  const Tensor<float, 3> q({1, 4, 8}), k({4, 2, 8}), v({4, 2, 8}), bad({3, 2, 8});
+  const Tensor<index_t, 1> q_pos({1}), k_pos({4}), bad_pos({3});
+  const Tensor<float, 1> sinks({4});
+  Tensor<float, 2> out({1, 32});
+  const std::array parts{kernels::KeyValuePart{k.view(), v.view(), k_pos.view()},
+                         kernels::KeyValuePart{bad.view(), v.view(), bad_pos.view()}};
+  REQUIRE_THROWS_WITH(kernels::sink_attention(cpu_fast{}, q.view(), q_pos.view(), parts, sinks.view(),
+                                              1.0f, 0, out.view()),
+                      Catch::Contains("key/value part 1"));
+  REQUIRE_THROWS_AS(kernels::sink_attention(cpu_reference{}, q.view(), q_pos.view(), parts,
+                                            sinks.view(), 1.0f, 0, out.view()),
+                    ShapeError);
+  REQUIRE_THROWS_AS(kernels::sink_attention(cpu_fast{}, q.view(), q_pos.view(),
+                                            std::span<const kernels::KeyValuePart>{}, sinks.view(),
+                                            1.0f, 0, out.view()),
+                    ShapeError);
+}
+
 TEST_CASE("Fast attention: rejects shapes the reference rejects", "[fast][attention]") {
   const Tensor<float, 3> q({1, 6, 8}), k({4, 4, 8}), v({4, 4, 8});
   const Tensor<index_t, 1> q_pos({1}), k_pos({4});

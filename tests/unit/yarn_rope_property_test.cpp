@@ -290,3 +290,34 @@ TEST_CASE("YaRN property: bad positions and shapes are rejected", "[property][ro
   CHECK_THROWS_AS(rope.forward(y.view(), VectorView<const index_t>(one_position.data(), {1})),
                   ShapeError);
 }
+
+TEST_CASE("YaRN property: ropes of equal parameters share one table, others get their own",
+          "[property][rope]") {
+  const RopeParams p = GptOss20b::value.rope();
+  const AttentionParams a = AttentionParams::from(GptOss20b::value);
+  // Two layers of a model, one sliding and one full: one table between them.
+  const SlidingSinkAttention<AttentionSpan::sliding> slide(a);
+  const SlidingSinkAttention<AttentionSpan::full> full(a);
+  REQUIRE(slide.rope().table() == full.rope().table());
+  REQUIRE(slide.rope().table()->cos.extent(0) == YaRNRope<>::kDefaultTablePositions);
+  RopeParams rounded = p;
+  rounded.truncate = true;
+  RopeParams other_theta = p;
+  other_theta.theta = p.theta * 2.0;
+  const YaRNRope<> a_rope(p, 64), same(p, 64), longer(p, 65), b(rounded, 64), c(other_theta, 64);
+  REQUIRE(a_rope.table() == same.table());
+  REQUIRE(a_rope.table() != longer.table());
+  REQUIRE(a_rope.table() != b.table());
+  REQUIRE(a_rope.table() != c.table());
+  // The shared table holds what each rope computes on the fly (no table).
+  for (const YaRNRope<>* rope : {&a_rope, &b, &c}) {
+    const YaRNRope<> untabled(rope->params(), 0);
+    std::vector<float> cos_t(32), sin_t(32), cos_f(32), sin_f(32);
+    for (index_t pos : {0, 1, 17, 63}) {
+      rope->cos_sin(pos, cos_t, sin_t);
+      untabled.cos_sin(pos, cos_f, sin_f);
+      REQUIRE(cos_t == cos_f);
+      REQUIRE(sin_t == sin_f);
+    }
+  }
+}

@@ -323,7 +323,7 @@ inline int run_compare(const std::string& a_path, const std::string& b_path, con
 inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   struct ForwardArgs {
     std::string model_dir, tokens_text, tokens_file, out_path, reference;
-    int prefill = 0;
+    int prefill = 0, threads = 0;
     long long max_context = 0;
     double tolerance = 1e-4;
   };
@@ -339,9 +339,11 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)");
   forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
   forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)");
+  forward->add_option("--threads", fa->threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
   forward->callback([fa, tok, tokf, &action] {
     action = [fa, tok, tokf] {
       if (tok->count() == 0 && tokf->count() == 0) throw RangeError("give --tokens or --tokens-file");
+      if (fa->threads > 0) set_num_threads(fa->threads);
       return run_forward(fa->model_dir, fa->tokens_text, fa->tokens_file, fa->out_path, fa->prefill,
                          fa->max_context, fa->reference, fa->tolerance);
     };

@@ -3,7 +3,7 @@
 //   gptoss tokenize (--model DIR | --tokenizer FILE) (--text STR | --text-file PATH | --jsonl PATH) [--ordinary]
 //   gptoss generate --model DIR --prompt STR [--reasoning low|medium|high] [--temperature T] [--top-k K]
 //                   [--top-p P] [--min-p P] [--repetition-penalty R] [--seed S] [--max-tokens N]
-//                   [--context N] [--instructions STR] [--show-analysis] [--raw] [--tokenizer FILE]
+//                   [--context N] [--instructions STR] [--show-analysis] [--raw] [--tokenizer FILE] [--threads N]
 //   gptoss chat     --model DIR [the sampling options] [--context N] [--show-analysis] [--raw] [--tokenizer FILE]
 //
 // The tokenizer is DIR/tokenizer.json (or DIR/../tokenizer.json, the layout
@@ -113,7 +113,7 @@ inline int run_tokenize(const TokenizeArgs& args, bool has_text) {
 struct GenerateArgs {
   std::string model_dir, tokenizer_file, prompt, instructions, reasoning = "medium";
   text::SamplingParams sampling;
-  int max_tokens = 512;
+  int max_tokens = 512, threads = 0;
   long long context = 0;
   bool show_analysis = false, raw = false;
 };
@@ -241,6 +241,7 @@ inline text::GenerationOptions generation_options(const TextModel& m, int max_to
 }
 
 inline int run_generate(const GenerateArgs& args) {
+  if (args.threads > 0) set_num_threads(args.threads);
   const TextModel m = load_text_model(args);
   std::vector<harmony::Message> messages = opening_messages(args);
   messages.push_back(harmony::Message::user(args.prompt));
@@ -259,6 +260,7 @@ inline int run_generate(const GenerateArgs& args) {
 }
 
 inline int run_chat(const GenerateArgs& args) {
+  if (args.threads > 0) set_num_threads(args.threads);
   const TextModel m = load_text_model(args);
   const index_t context = args.context > 0 ? static_cast<index_t>(args.context) : 8192;
   Sequence seq = m.model.new_sequence(context);
@@ -321,6 +323,7 @@ inline void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--seed", a.sampling.seed, "random seed (same seed, same output)");
   cmd->add_option("--max-tokens", a.max_tokens, "most tokens generated per reply");
   cmd->add_option("--context", a.context, "KV-cache context limit in tokens");
+  cmd->add_option("--threads", a.threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--show-analysis", a.show_analysis, "stream the analysis channel to stderr");
   cmd->add_flag("--raw", a.raw, "stream every token's text, without the harmony parser");
 }

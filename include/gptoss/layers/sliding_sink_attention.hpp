@@ -12,7 +12,9 @@
 // probability is dropped.
 #pragma once
 
+#include <array>
 #include <cmath>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -182,25 +184,19 @@ class SlidingSinkAttention {
                LayerKVCache& cache, index_t first_position) const {
     check(w);
     check_io(x, out);
-    const index_t t_count = x.extent(0), held = cache.size();
+    const index_t t_count = x.extent(0);
     const index_t nkv = p_.num_kv_heads, d = p_.head_dim;
     Tensor<float, 3> q({t_count, p_.num_heads, d});
     Tensor<float, 3> k({t_count, nkv, d}), v({t_count, nkv, d});
     project(w, x, first_position, q.view(), k.view(), v.view());
 
-    // Keys visible to this step: the cache's, then the new tokens'.
-    Tensor<float, 3> k_all({held + t_count, nkv, d}), v_all({held + t_count, nkv, d});
-    std::vector<index_t> k_pos(static_cast<std::size_t>(held + t_count));
-    std::copy_n(cache.keys().data(), held * nkv * d, k_all.data());
-    std::copy_n(cache.values().data(), held * nkv * d, v_all.data());
-    std::copy_n(cache.positions().data(), held, k_pos.begin());
-    std::copy_n(k.data(), t_count * nkv * d, k_all.data() + held * nkv * d);
-    std::copy_n(v.data(), t_count * nkv * d, v_all.data() + held * nkv * d);
-    for (index_t t = 0; t < t_count; ++t) k_pos[static_cast<std::size_t>(held + t)] = first_position + t;
-
-    const VectorView<const index_t> q_pos(k_pos.data() + held, {t_count});
-    attend_and_project(w, x, q.view(), q_pos, k_all.view(), v_all.view(),
-                       VectorView<const index_t>(k_pos.data(), {held + t_count}), out);
+    // Keys visible to this step: the cache's, read in place, then the new tokens'.
+    std::vector<index_t> q_pos(static_cast<std::size_t>(t_count));
+    for (index_t t = 0; t < t_count; ++t) q_pos[static_cast<std::size_t>(t)] = first_position + t;
+    const VectorView<const index_t> new_pos(q_pos.data(), {t_count});
+    const std::array parts{kernels::KeyValuePart{cache.keys(), cache.values(), cache.positions()},
+                           kernels::KeyValuePart{k.view(), v.view(), new_pos}};
+    attend_and_project(w, x, q.view(), new_pos, parts, out);
     cache.append(k.view(), v.view(), first_position);
   }
 
@@ -210,11 +206,20 @@ class SlidingSinkAttention {
                           VectorView<const index_t> q_pos, TensorView<const float, 3> k,
                           TensorView<const float, 3> v, VectorView<const index_t> k_pos,
                           MatrixView<float> out) const {
+    const kernels::KeyValuePart part{k, v, k_pos};
+    attend_and_project(w, x, q, q_pos, std::span<const kernels::KeyValuePart>(&part, 1), out);
+  }
+
+  /// As above, over keys held in several parts (e.g. a KV cache and the new
+  /// tokens), each read where it is.
+  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                          VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
+                          MatrixView<float> out) const {
     const index_t t_count = x.extent(0);
     std::vector<float> sinks(static_cast<std::size_t>(p_.num_heads));
     for (index_t h = 0; h < p_.num_heads; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
     Tensor<float, 2> attn({t_count, p_.q_dim()});
-    kernels::sink_attention(Backend{}, q, q_pos, k, v, k_pos,
+    kernels::sink_attention(Backend{}, q, q_pos, parts,
                             VectorView<const float>(sinks.data(), {p_.num_heads}), scale(),
                             window(), attn.view());
     Tensor<float, 2> projected({t_count, p_.hidden});

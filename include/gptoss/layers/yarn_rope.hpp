@@ -10,13 +10,20 @@
 // cos and sin of position * inv_freq are multiplied by the concentration
 // 0.1 ln(s) + 1. With s <= 1 this is plain RoPE (concentration 1).
 // Angles are computed in float64 for any position; a table covers the first
-// `table_positions` positions, later ones are computed on the fly.
+// `table_positions` positions, later ones are computed on the fly. Tables are
+// shared: every YaRNRope with the same parameters and table length (all
+// layers of a model, and other models alike) reads one immutable table,
+// built by the first and freed with the last.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gptoss/config/model_dims.hpp"
@@ -25,6 +32,34 @@
 #include "gptoss/kernels/fast/rope.hpp"
 
 namespace gptoss {
+
+/// cos and sin (times the concentration) of the first positions, (P, D/2) each.
+struct RopeTable {
+  Tensor<float, 2> cos;
+  Tensor<float, 2> sin;
+};
+
+namespace detail {
+
+/// The table for (params, positions): the live one if any holder of equal
+/// parameters still has it, otherwise a new one made by build(). Thread-safe.
+template <class Build>
+std::shared_ptr<const RopeTable> shared_rope_table(const RopeParams& p, index_t positions, Build&& build) {
+  using Key = std::tuple<int, double, double, double, double, double, bool, index_t>;
+  static std::mutex mutex;
+  static std::map<Key, std::weak_ptr<const RopeTable>> tables;
+  const Key key{p.head_dim, p.theta, p.scaling_factor, p.initial_context, p.ntk_alpha, p.ntk_beta,
+                p.truncate, positions};
+  const std::lock_guard lock(mutex);
+  if (auto live = tables[key].lock()) return live;
+  std::erase_if(tables, [](const auto& entry) { return entry.second.expired(); });
+  auto table = std::make_shared<RopeTable>();
+  build(*table);
+  tables[key] = table;
+  return table;
+}
+
+}  // namespace detail
 
 template <class Backend = cpu_reference>
 class YaRNRope {
@@ -54,12 +89,14 @@ class YaRNRope {
       inv_freq_[static_cast<std::size_t>(i)] = inv;
     }
     table_positions = std::max<index_t>(table_positions, 0);
-    cos_table_ = Tensor<float, 2>({table_positions, half_});
-    sin_table_ = Tensor<float, 2>({table_positions, half_});
-    for (index_t p = 0; p < table_positions; ++p) {
-      compute(p, {&cos_table_(p, 0), static_cast<std::size_t>(half_)},
-              {&sin_table_(p, 0), static_cast<std::size_t>(half_)});
-    }
+    table_ = detail::shared_rope_table(params, table_positions, [&](RopeTable& t) {
+      t.cos = Tensor<float, 2>({table_positions, half_});
+      t.sin = Tensor<float, 2>({table_positions, half_});
+      for (index_t p = 0; p < table_positions; ++p) {
+        compute(p, {&t.cos(p, 0), static_cast<std::size_t>(half_)},
+                {&t.sin(p, 0), static_cast<std::size_t>(half_)});
+      }
+    });
   }
 
   const RopeParams& params() const noexcept { return params_; }
@@ -67,13 +104,16 @@ class YaRNRope {
   double concentration() const noexcept { return concentration_; }
   /// Inverse frequency of each rotary pair, (D/2).
   const std::vector<double>& inv_freq() const noexcept { return inv_freq_; }
+  /// The cos/sin table of the first positions, shared with every YaRNRope of
+  /// equal parameters and length.
+  const std::shared_ptr<const RopeTable>& table() const noexcept { return table_; }
 
   /// cos (D/2) and sin (D/2) of one position, times the concentration.
   void cos_sin(index_t position, std::span<float> cos, std::span<float> sin) const {
     if (position < 0) throw RangeError("YaRNRope: negative position " + std::to_string(position));
-    if (position < cos_table_.extent(0)) {
-      std::copy_n(&cos_table_(position, 0), half_, cos.begin());
-      std::copy_n(&sin_table_(position, 0), half_, sin.begin());
+    if (position < table_->cos.extent(0)) {
+      std::copy_n(&table_->cos(position, 0), half_, cos.begin());
+      std::copy_n(&table_->sin(position, 0), half_, sin.begin());
     } else {
       compute(position, cos, sin);
     }
@@ -116,8 +156,7 @@ class YaRNRope {
   index_t half_;
   double concentration_ = 1.0;
   std::vector<double> inv_freq_;
-  Tensor<float, 2> cos_table_;
-  Tensor<float, 2> sin_table_;
+  std::shared_ptr<const RopeTable> table_;  // (P, D/2) cos and sin
 };
 
 }  // namespace gptoss

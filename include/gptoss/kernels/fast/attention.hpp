@@ -12,14 +12,21 @@
 // rescales l and acc by exp(m_old - m_new). out = acc / l.
 //
 // Visibility is per key, as in the reference (k_pos[j] <= p and, for a
-// window W > 0, p - W < k_pos[j]); when k_pos increases strictly (the KV
-// cache case) the scan is narrowed to the visible range by binary search.
+// window W > 0, p - W < k_pos[j]); where a part's positions increase
+// strictly (a full layer's cache, a step's new tokens) its scan is narrowed
+// to the visible range by binary search.
+//
+// The keys may come in several parts (KeyValuePart: a KV cache's storage,
+// ring or array, then the step's new tokens): an item walks the parts one
+// after the other with the same running softmax state, so decoding attends
+// over the cache in place, with no concatenated copy.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "gptoss/core/backend.hpp"
@@ -35,14 +42,20 @@
 
 namespace gptoss::kernels::fast {
 
-/// One work item: the query heads of one KV group at one query token.
-struct AttentionGroup {
-  const float* q = nullptr;      // (heads, dim): the group's query rows
+/// The keys of one part that one work item scans.
+struct KeyRange {
   const float* k = nullptr;      // key j at k + j * kv_stride, dim floats
   const float* v = nullptr;      // value j at v + j * kv_stride
   int64_t kv_stride = 0;
   const index_t* k_pos = nullptr;
   int64_t begin = 0, end = 0;    // keys [begin, end) are scanned
+};
+
+/// One work item: the query heads of one KV group at one query token.
+struct AttentionGroup {
+  const float* q = nullptr;      // (heads, dim): the group's query rows
+  const KeyRange* ranges = nullptr;  // scanned in order, one softmax state
+  int64_t range_count = 0;
   index_t position = 0;          // the query's position
   index_t window = 0;            // 0: unlimited
   const float* sinks = nullptr;  // (heads)
@@ -76,39 +89,42 @@ inline void attend_group_portable(const AttentionGroup& g) {
     float m, l;
     start_softmax(g.sinks[h], m, l);
     std::fill(acc.begin(), acc.end(), 0.0f);
-    for (int64_t j = g.begin; j < g.end; ++j) {
-      if (!key_visible(g.k_pos[j], g.position, g.window)) continue;
-      const float* key = g.k + j * g.kv_stride;
-      const float* value = g.v + j * g.kv_stride;
-      float dot = 0.0f;
+    for (int64_t r = 0; r < g.range_count; ++r) {
+      const KeyRange& kr = g.ranges[r];
+      for (int64_t j = kr.begin; j < kr.end; ++j) {
+        if (!key_visible(kr.k_pos[j], g.position, g.window)) continue;
+        const float* key = kr.k + j * kr.kv_stride;
+        const float* value = kr.v + j * kr.kv_stride;
+        float dot = 0.0f;
 #if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
-      batch sum(0.0f);
-      for (int64_t i = 0; i < vec_end; i += L) {
-        sum = xsimd::fma(batch::load_unaligned(q + i), batch::load_unaligned(key + i), sum);
-      }
-      dot = xsimd::hadd(sum);
+        batch sum(0.0f);
+        for (int64_t i = 0; i < vec_end; i += L) {
+          sum = xsimd::fma(batch::load_unaligned(q + i), batch::load_unaligned(key + i), sum);
+        }
+        dot = xsimd::hadd(sum);
 #endif
-      for (int64_t i = vec_end; i < d; ++i) dot += q[i] * key[i];
-      const float s = dot * g.scale;
-      float p;
-      if (s > m) {
-        const float correction = std::exp(m - s);
-        l *= correction;
-        for (float& a : acc) a *= correction;
-        m = s;
-        p = 1.0f;
-      } else {
-        p = std::exp(s - m);
-      }
-      l += p;
+        for (int64_t i = vec_end; i < d; ++i) dot += q[i] * key[i];
+        const float s = dot * g.scale;
+        float p;
+        if (s > m) {
+          const float correction = std::exp(m - s);
+          l *= correction;
+          for (float& a : acc) a *= correction;
+          m = s;
+          p = 1.0f;
+        } else {
+          p = std::exp(s - m);
+        }
+        l += p;
 #if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
-      const batch pb(p);
-      for (int64_t i = 0; i < vec_end; i += L) {
-        xsimd::fma(pb, batch::load_unaligned(value + i), batch::load_unaligned(&acc[i]))
-            .store_unaligned(&acc[i]);
-      }
+        const batch pb(p);
+        for (int64_t i = 0; i < vec_end; i += L) {
+          xsimd::fma(pb, batch::load_unaligned(value + i), batch::load_unaligned(&acc[i]))
+              .store_unaligned(&acc[i]);
+        }
 #endif
-      for (int64_t i = vec_end; i < d; ++i) acc[i] += p * value[i];
+        for (int64_t i = vec_end; i < d; ++i) acc[i] += p * value[i];
+      }
     }
     for (int64_t i = 0; i < d; ++i) g.out[h * d + i] = acc[i] / l;
   }
@@ -273,47 +289,61 @@ GPTOSS_TARGET_AVX512 inline void attend_group_avx512(const AttentionGroup& g, fl
   std::fill(acc, acc + g.heads * d16, 0.0f);
   const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   const __m512 scale = _mm512_set1_ps(g.scale);
-  for (int64_t j0 = g.begin; j0 < g.end; j0 += 16) {
-    const int64_t count = std::min<int64_t>(16, g.end - j0);
-    std::uint16_t visible = 0;
-    for (int64_t i = 0; i < count; ++i) {
-      keys[i] = g.k + (j0 + i) * g.kv_stride;
-      values[i] = g.v + (j0 + i) * g.kv_stride;
-      if (key_visible(g.k_pos[j0 + i], g.position, g.window)) visible |= std::uint16_t(1u << i);
-    }
-    if (visible == 0) continue;
-    for (int64_t c = 0; c < chunks; ++c) {
-      const float* rows[16];
-      for (int64_t i = 0; i < count; ++i) rows[i] = keys[i] + 16 * c;
-      transpose16_avx512(rows, count, first_lanes16(d - 16 * c), tile + c * 256);
-    }
-    for (int64_t h0 = 0; h0 < g.heads; h0 += 8) {
-      const int heads = static_cast<int>(std::min<int64_t>(8, g.heads - h0));
-      block_scores_dispatch_avx512(heads, g.q + h0 * d, d, tile, scores + 16 * h0);
-    }
-    for (int64_t h = 0; h < g.heads; ++h) {
-      const __m512 score = _mm512_mask_mul_ps(neg_inf, visible, _mm512_loadu_ps(scores + 16 * h), scale);
-      const float block_max = hmax_avx512(score);
-      if (block_max > m[h]) {
-        const float correction = std::exp(m[h] - block_max);
-        l[h] *= correction;
-        const __m512 cv = _mm512_set1_ps(correction);
-        float* acc_h = acc + h * d16;
-        for (int64_t c = 0; c < chunks; ++c) {
-          _mm512_storeu_ps(acc_h + 16 * c, _mm512_mul_ps(cv, _mm512_loadu_ps(acc_h + 16 * c)));
-        }
-        m[h] = block_max;
+  for (int64_t r = 0; r < g.range_count; ++r) {
+    const KeyRange& kr = g.ranges[r];
+    for (int64_t j0 = kr.begin; j0 < kr.end; j0 += 16) {
+      const int64_t count = std::min<int64_t>(16, kr.end - j0);
+      std::uint16_t visible = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        keys[i] = kr.k + (j0 + i) * kr.kv_stride;
+        values[i] = kr.v + (j0 + i) * kr.kv_stride;
+        if (key_visible(kr.k_pos[j0 + i], g.position, g.window)) visible |= std::uint16_t(1u << i);
       }
-      const __m512 p = _mm512_maskz_mov_ps(visible, exp_avx512(_mm512_sub_ps(score, _mm512_set1_ps(m[h]))));
-      l[h] += hsum_avx512(p);
-      _mm512_storeu_ps(scores + 16 * h, p);
-    }
-    for (int64_t h0 = 0; h0 < g.heads; h0 += 4) {
-      const int heads = static_cast<int>(std::min<int64_t>(4, g.heads - h0));
-      for (int64_t c0 = 0; c0 < chunks; c0 += 4) {
-        const int cn = static_cast<int>(std::min<int64_t>(4, chunks - c0));
-        block_values_dispatch_avx512(heads, cn, values, visible, scores + 16 * h0, c0, d, d16,
-                                     acc + h0 * d16);
+      if (visible == 0) continue;
+      // One KV head's rows are nkv * D floats apart, a stride the hardware
+      // prefetchers follow poorly: request the next block's keys and values
+      // while this one is computed.
+      for (int64_t i = 0, next = std::min<int64_t>(16, kr.end - j0 - 16); i < next; ++i) {
+        const float* k_row = kr.k + (j0 + 16 + i) * kr.kv_stride;
+        const float* v_row = kr.v + (j0 + 16 + i) * kr.kv_stride;
+        for (int64_t b = 0; b < d; b += 16) {
+          __builtin_prefetch(k_row + b, 0, 3);
+          __builtin_prefetch(v_row + b, 0, 3);
+        }
+      }
+      for (int64_t c = 0; c < chunks; ++c) {
+        const float* rows[16];
+        for (int64_t i = 0; i < count; ++i) rows[i] = keys[i] + 16 * c;
+        transpose16_avx512(rows, count, first_lanes16(d - 16 * c), tile + c * 256);
+      }
+      for (int64_t h0 = 0; h0 < g.heads; h0 += 8) {
+        const int heads = static_cast<int>(std::min<int64_t>(8, g.heads - h0));
+        block_scores_dispatch_avx512(heads, g.q + h0 * d, d, tile, scores + 16 * h0);
+      }
+      for (int64_t h = 0; h < g.heads; ++h) {
+        const __m512 score = _mm512_mask_mul_ps(neg_inf, visible, _mm512_loadu_ps(scores + 16 * h), scale);
+        const float block_max = hmax_avx512(score);
+        if (block_max > m[h]) {
+          const float correction = std::exp(m[h] - block_max);
+          l[h] *= correction;
+          const __m512 cv = _mm512_set1_ps(correction);
+          float* acc_h = acc + h * d16;
+          for (int64_t c = 0; c < chunks; ++c) {
+            _mm512_storeu_ps(acc_h + 16 * c, _mm512_mul_ps(cv, _mm512_loadu_ps(acc_h + 16 * c)));
+          }
+          m[h] = block_max;
+        }
+        const __m512 p = _mm512_maskz_mov_ps(visible, exp_avx512(_mm512_sub_ps(score, _mm512_set1_ps(m[h]))));
+        l[h] += hsum_avx512(p);
+        _mm512_storeu_ps(scores + 16 * h, p);
+      }
+      for (int64_t h0 = 0; h0 < g.heads; h0 += 4) {
+        const int heads = static_cast<int>(std::min<int64_t>(4, g.heads - h0));
+        for (int64_t c0 = 0; c0 < chunks; c0 += 4) {
+          const int cn = static_cast<int>(std::min<int64_t>(4, chunks - c0));
+          block_values_dispatch_avx512(heads, cn, values, visible, scores + 16 * h0, c0, d, d16,
+                                       acc + h0 * d16);
+        }
       }
     }
   }
@@ -362,65 +392,69 @@ GPTOSS_TARGET_AVX2 inline void attend_group_avx2(const AttentionGroup& g, float*
   for (int64_t h = 0; h < g.heads; ++h) start_softmax(g.sinks[h], m[h], l[h]);
   std::fill(acc, acc + g.heads * d8, 0.0f);
   const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  for (int64_t j0 = g.begin; j0 < g.end; j0 += 8) {
-    const int64_t count = std::min<int64_t>(8, g.end - j0);
-    alignas(32) std::int32_t visible_lanes[8] = {};
-    bool any = false;
-    for (int64_t i = 0; i < count; ++i) {
-      keys[i] = g.k + (j0 + i) * g.kv_stride;
-      values[i] = g.v + (j0 + i) * g.kv_stride;
-      if (key_visible(g.k_pos[j0 + i], g.position, g.window)) {
-        visible_lanes[i] = -1;
-        any = true;
-      }
-    }
-    if (!any) continue;
-    const __m256 visible = _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(visible_lanes)));
-    for (int64_t c = 0; c < chunks; ++c) {
-      const float* rows[8];
-      for (int64_t i = 0; i < count; ++i) rows[i] = keys[i] + 8 * c;
-      transpose8_avx2(rows, count, first_lanes8_avx2(d - 8 * c), tile + c * 64);
-    }
-    for (int64_t h = 0; h < g.heads; ++h) {
-      const float* q = g.q + h * d;
-      __m256 s[4];
-#pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) s[u] = _mm256_setzero_ps();
-      int64_t i = 0;
-      for (; i + 4 <= d; i += 4) {
-#pragma GCC unroll 4
-        for (int u = 0; u < 4; ++u) {
-          s[u] = _mm256_fmadd_ps(_mm256_set1_ps(q[i + u]), _mm256_loadu_ps(tile + (i + u) * 8), s[u]);
+  for (int64_t r = 0; r < g.range_count; ++r) {
+    const KeyRange& kr = g.ranges[r];
+    for (int64_t j0 = kr.begin; j0 < kr.end; j0 += 8) {
+      const int64_t count = std::min<int64_t>(8, kr.end - j0);
+      alignas(32) std::int32_t visible_lanes[8] = {};
+      bool any = false;
+      for (int64_t i = 0; i < count; ++i) {
+        keys[i] = kr.k + (j0 + i) * kr.kv_stride;
+        values[i] = kr.v + (j0 + i) * kr.kv_stride;
+        if (key_visible(kr.k_pos[j0 + i], g.position, g.window)) {
+          visible_lanes[i] = -1;
+          any = true;
         }
       }
-      for (; i < d; ++i) s[0] = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(tile + i * 8), s[0]);
-      __m256 score = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])),
-                                   _mm256_set1_ps(g.scale));
-      score = _mm256_blendv_ps(neg_inf, score, visible);
-      const float block_max = hmax_avx2(score);
-      float* acc_h = acc + h * d8;
-      if (block_max > m[h]) {
-        const float correction = std::exp(m[h] - block_max);
-        l[h] *= correction;
-        const __m256 cv = _mm256_set1_ps(correction);
-        for (int64_t c = 0; c < chunks; ++c) {
-          _mm256_storeu_ps(acc_h + 8 * c, _mm256_mul_ps(cv, _mm256_loadu_ps(acc_h + 8 * c)));
-        }
-        m[h] = block_max;
-      }
-      const __m256 pv = _mm256_and_ps(visible, exp_avx2(_mm256_sub_ps(score, _mm256_set1_ps(m[h]))));
-      l[h] += hsum_avx2(pv);
-      _mm256_store_ps(p, pv);
+      if (!any) continue;
+      const __m256 visible =
+          _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(visible_lanes)));
       for (int64_t c = 0; c < chunks; ++c) {
-        const __m256i mask = first_lanes8_avx2(d - 8 * c);
-        __m256 a0 = _mm256_loadu_ps(acc_h + 8 * c), a1 = _mm256_setzero_ps();
-        int64_t k = 0;
-        for (; k + 2 <= count; k += 2) {
-          a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
-          a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[k + 1]), _mm256_maskload_ps(values[k + 1] + 8 * c, mask), a1);
+        const float* rows[8];
+        for (int64_t i = 0; i < count; ++i) rows[i] = keys[i] + 8 * c;
+        transpose8_avx2(rows, count, first_lanes8_avx2(d - 8 * c), tile + c * 64);
+      }
+      for (int64_t h = 0; h < g.heads; ++h) {
+        const float* q = g.q + h * d;
+        __m256 s[4];
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) s[u] = _mm256_setzero_ps();
+        int64_t i = 0;
+        for (; i + 4 <= d; i += 4) {
+#pragma GCC unroll 4
+          for (int u = 0; u < 4; ++u) {
+            s[u] = _mm256_fmadd_ps(_mm256_set1_ps(q[i + u]), _mm256_loadu_ps(tile + (i + u) * 8), s[u]);
+          }
         }
-        if (k < count) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
-        _mm256_storeu_ps(acc_h + 8 * c, _mm256_add_ps(a0, a1));
+        for (; i < d; ++i) s[0] = _mm256_fmadd_ps(_mm256_set1_ps(q[i]), _mm256_loadu_ps(tile + i * 8), s[0]);
+        __m256 score = _mm256_mul_ps(_mm256_add_ps(_mm256_add_ps(s[0], s[1]), _mm256_add_ps(s[2], s[3])),
+                                     _mm256_set1_ps(g.scale));
+        score = _mm256_blendv_ps(neg_inf, score, visible);
+        const float block_max = hmax_avx2(score);
+        float* acc_h = acc + h * d8;
+        if (block_max > m[h]) {
+          const float correction = std::exp(m[h] - block_max);
+          l[h] *= correction;
+          const __m256 cv = _mm256_set1_ps(correction);
+          for (int64_t c = 0; c < chunks; ++c) {
+            _mm256_storeu_ps(acc_h + 8 * c, _mm256_mul_ps(cv, _mm256_loadu_ps(acc_h + 8 * c)));
+          }
+          m[h] = block_max;
+        }
+        const __m256 pv = _mm256_and_ps(visible, exp_avx2(_mm256_sub_ps(score, _mm256_set1_ps(m[h]))));
+        l[h] += hsum_avx2(pv);
+        _mm256_store_ps(p, pv);
+        for (int64_t c = 0; c < chunks; ++c) {
+          const __m256i mask = first_lanes8_avx2(d - 8 * c);
+          __m256 a0 = _mm256_loadu_ps(acc_h + 8 * c), a1 = _mm256_setzero_ps();
+          int64_t k = 0;
+          for (; k + 2 <= count; k += 2) {
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[k + 1]), _mm256_maskload_ps(values[k + 1] + 8 * c, mask), a1);
+          }
+          if (k < count) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
+          _mm256_storeu_ps(acc_h + 8 * c, _mm256_add_ps(a0, a1));
+        }
       }
     }
   }
@@ -445,52 +479,72 @@ inline int64_t first_after(const index_t* k_pos, int64_t n, index_t bound) {
 namespace gptoss::kernels {
 
 /// out (T, nq * D) = attention of q (T, nq, D) at positions q_pos (T) over
-/// keys k (S, nkv, D) and values v (S, nkv, D) at positions k_pos (S), with
-/// sinks (nq) and the given scale; window 0 means unlimited.
+/// the keys of every part (each k, v (S_i, nkv, D) at positions (S_i)), with
+/// sinks (nq) and the given scale; window 0 means unlimited. The parts are
+/// read where they are (no concatenated copy).
 inline void sink_attention(cpu_fast, TensorView<const float, 3> q, VectorView<const index_t> q_pos,
-                           TensorView<const float, 3> k, TensorView<const float, 3> v,
-                           VectorView<const index_t> k_pos, VectorView<const float> sinks,
+                           std::span<const KeyValuePart> parts, VectorView<const float> sinks,
                            float scale, index_t window, MatrixView<float> out) {
   const index_t t_count = q.extent(0), nq = q.extent(1), d = q.extent(2);
-  const index_t s_count = k.extent(0), nkv = k.extent(1);
-  if (nkv == 0 || nq % nkv != 0 || k.extent(2) != d || v.shape() != k.shape() ||
-      q_pos.extent(0) != t_count || k_pos.extent(0) != s_count || sinks.extent(0) != nq ||
+  if (parts.empty()) throw ShapeError("sink_attention: no key/value parts");
+  const index_t nkv = parts[0].k.extent(1);
+  if (nkv == 0 || nq % nkv != 0 || q_pos.extent(0) != t_count || sinks.extent(0) != nq ||
       out.extent(0) != t_count || out.extent(1) != nq * d) {
     throw ShapeError("sink_attention: q " + shape_string(q.shape()) + ", k " +
-                     shape_string(k.shape()) + ", v " + shape_string(v.shape()) + ", sinks " +
-                     shape_string(sinks.shape()) + ", out " + shape_string(out.shape()) +
-                     " do not fit");
+                     shape_string(parts[0].k.shape()) + ", sinks " + shape_string(sinks.shape()) +
+                     ", out " + shape_string(out.shape()) + " do not fit");
   }
+  check_key_value_parts(parts, nkv, d, "sink_attention");
   const Isa isa = active_isa();
   const index_t group = nq / nkv;
   if (isa == Isa::scalar || group > 64 || t_count == 0 || d == 0) {
-    sink_attention(cpu_reference{}, q, q_pos, k, v, k_pos, sinks, scale, window, out);
+    sink_attention(cpu_reference{}, q, q_pos, parts, sinks, scale, window, out);
     return;
   }
-  bool increasing = true;
-  for (index_t j = 1; j < s_count && increasing; ++j) increasing = k_pos[j - 1] < k_pos[j];
+  // Per part: whether its positions increase strictly (then each query
+  // scans only its visible range), and the keys the last query sees.
+  const std::size_t part_count = parts.size();
+  std::vector<char> increasing(part_count, 1);
+  int64_t keys_seen = 0;
+  for (std::size_t r = 0; r < part_count; ++r) {
+    const VectorView<const index_t> pos = parts[r].positions;
+    const index_t n = pos.extent(0);
+    for (index_t j = 1; j < n && increasing[r]; ++j) increasing[r] = pos[j - 1] < pos[j];
+    keys_seen += increasing[r] && window > 0 ? std::min<int64_t>(n, window) : n;
+  }
   const int64_t d16 = (d + 15) / 16 * 16;
   const std::size_t scratch_floats = static_cast<std::size_t>(d16 * 16 + group * d16 + group * 16);
 
   auto run_items = [&](int64_t first, int64_t last) {
     thread_local std::vector<float> scratch;
+    thread_local std::vector<fast::KeyRange> ranges;
     if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
+    ranges.resize(part_count);
     for (int64_t item = first; item < last; ++item) {
       const index_t t = item / nkv, kv = item % nkv;
       fast::AttentionGroup g;
       g.q = &q(t, kv * group, 0);
-      g.k = k.data() + kv * d;
-      g.v = v.data() + kv * d;
-      g.kv_stride = nkv * d;
-      g.k_pos = k_pos.data();
       g.position = q_pos[t];
       g.window = window;
-      g.begin = 0;
-      g.end = s_count;
-      if (increasing) {
-        g.end = fast::first_after(k_pos.data(), s_count, g.position);
-        if (window > 0) g.begin = std::min(g.end, fast::first_after(k_pos.data(), s_count, g.position - window));
+      for (std::size_t r = 0; r < part_count; ++r) {
+        const KeyValuePart& part = parts[r];
+        const index_t s_count = part.k.extent(0);
+        fast::KeyRange& kr = ranges[r];
+        kr.k = part.k.data() + kv * d;
+        kr.v = part.v.data() + kv * d;
+        kr.kv_stride = nkv * d;
+        kr.k_pos = part.positions.data();
+        kr.begin = 0;
+        kr.end = s_count;
+        if (increasing[r] && s_count > 0) {
+          kr.end = fast::first_after(kr.k_pos, s_count, g.position);
+          if (window > 0) {
+            kr.begin = std::min(kr.end, fast::first_after(kr.k_pos, s_count, g.position - window));
+          }
+        }
       }
+      g.ranges = ranges.data();
+      g.range_count = static_cast<int64_t>(part_count);
       g.sinks = sinks.data() + kv * group;
       g.scale = scale;
       g.heads = group;
@@ -506,14 +560,24 @@ inline void sink_attention(cpu_fast, TensorView<const float, 3> q, VectorView<co
     }
   };
   const int64_t items = t_count * nkv;
-  // Keys the last query sees (all of them, when positions are not sorted).
-  int64_t keys_seen = s_count;
-  if (increasing && window > 0) keys_seen = std::min<int64_t>(s_count, window);
   if (items * keys_seen * group * d >= (int64_t{1} << 18)) {
     thread_pool().parallel_for(0, items, 1, run_items);
   } else {
     run_items(0, items);
   }
+}
+
+/// out (T, nq * D) = attention of q (T, nq, D) at positions q_pos (T) over
+/// keys k (S, nkv, D) and values v (S, nkv, D) at positions k_pos (S), with
+/// sinks (nq) and the given scale; window 0 means unlimited.
+inline void sink_attention(cpu_fast, TensorView<const float, 3> q, VectorView<const index_t> q_pos,
+                           TensorView<const float, 3> k, TensorView<const float, 3> v,
+                           VectorView<const index_t> k_pos, VectorView<const float> sinks,
+                           float scale, index_t window, MatrixView<float> out) {
+  // One part; the parts overload checks every shape as the reference does.
+  const KeyValuePart part{k, v, k_pos};
+  sink_attention(cpu_fast{}, q, q_pos, std::span<const KeyValuePart>(&part, 1), sinks, scale, window,
+                 out);
 }
 
 }  // namespace gptoss::kernels
