@@ -6,7 +6,7 @@
 // 2. Three small models with random MXFP4 MLP weights and the same attention:
 //    an MoE (16 experts, top-4, width 256), a dense model with the MoE's
 //    active size (width 4 x 256) and one with its total size (16 x 256).
-//    Each prints total and active parameters and the tokens/s of a short
+//    Each prints total and active parameters, weight bytes and the tokens/s of a short
 //    prefill and of one-token decoding on the fast CPU path.
 #include <chrono>
 #include <cstdint>
@@ -39,7 +39,10 @@ template <class Model>
 void print_counts(const std::string& name, const Model& model) {
   const ParameterCount c = count_parameters(model);
   std::cout << "  " << std::left << std::setw(26) << name << std::right << std::setw(10) << millions(c.total)
-            << " total" << std::setw(10) << millions(c.active_per_token) << " active/token";
+            << " total" << std::setw(10) << millions(c.active_per_token) << " active/token" << std::setw(9)
+            << std::fixed << std::setprecision(2)
+            << static_cast<double>(c.bytes()) / (c.bytes() >= 1'000'000'000 ? 1e9 : 1e6)
+            << (c.bytes() >= 1'000'000'000 ? " GB" : " MB");
 }
 
 /// Prefill `prompt` tokens, then decode `steps` tokens one at a time (greedy);
