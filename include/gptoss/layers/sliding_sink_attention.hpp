@@ -13,6 +13,7 @@
 // StreamingLLM sink tokens: the first S tokens stay visible for ever.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -268,11 +269,16 @@ class SlidingSinkAttention {
     for (index_t a = 0; a < t_count; a += win) {
       const index_t b = std::min(t_count, a + win);  // queries [a, b)
       StreamingChunk chunk(kSinkTokens, win, first_position + a, first_position + b - 1, nkv, d,
-                           held + kSinkTokens + std::min(b, 2 * win));
+                           held + kSinkTokens + 2 * win);
       for (index_t j = 0; j < held; ++j) {
         chunk.offer(cache->keys().data() + j * row, cache->values().data() + j * row, cache->positions()[j]);
       }
-      for (index_t t = 0; t < b; ++t) chunk.offer(k.data() + t * row, v.data() + t * row, first_position + t);
+      // New tokens: those at sink positions, then those some query of the chunk may see.
+      const index_t sink_end = std::clamp<index_t>(kSinkTokens - first_position, 0, b);
+      for (index_t t = 0; t < sink_end; ++t) chunk.offer(k.data() + t * row, v.data() + t * row, first_position + t);
+      for (index_t t = std::max(sink_end, a - win + 1); t < b; ++t) {
+        chunk.offer(k.data() + t * row, v.data() + t * row, first_position + t);
+      }
       kernels::sink_attention(Backend{}, q.slice(a, b), VectorView<const index_t>(q_pos.data() + a, {b - a}),
                               chunk.keys(), chunk.values(), chunk.mask_positions(), sink_view, scale(), win,
                               attn.view().slice(a, b));
