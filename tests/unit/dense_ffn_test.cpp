@@ -50,13 +50,6 @@ void check_layer_against_float64(float gain) {
   GPTOSS_REQUIRE_CLOSE(compare_to_max(out.storage(), expected, 0.0, 1e-5));
 }
 
-std::vector<std::int32_t> tokens_for(int vocab, std::size_t n, unsigned seed) {
-  test::Rng rng(seed);
-  std::vector<std::int32_t> t(n);
-  for (auto& v : t) v = static_cast<std::int32_t>(test::uniform_int(rng, 0, vocab - 1));
-  return t;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("DenseFFN matches a float64 recomputation for every weight type", "[dense][property]",
@@ -106,7 +99,7 @@ TEMPLATE_TEST_CASE("A dense model matches float64 after a checkpoint round trip,
   const Model model = load_original_checkpoint<Model>(dir);
   std::filesystem::remove_all(dir);
 
-  const auto tokens = tokens_for(model.dims().vocab, 9, 12);
+  const auto tokens = test::random_tokens(9, model.dims().vocab, 12);
   const Tensor<float, 2> logits = model.forward(tokens);
   const auto expected = test::f64::reference_logits(model, test::f64::gptoss_layers(model), tokens);
   GPTOSS_REQUIRE_CLOSE(compare_to_max(logits.storage(), expected, 0.0, 1e-4));

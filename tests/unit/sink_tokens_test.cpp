@@ -50,13 +50,6 @@ std::vector<double> expected_logits(const Model& model, const std::vector<std::i
   return test::f64::reference_logits(model, layers, tokens);
 }
 
-std::vector<std::int32_t> tokens_for(int vocab, std::size_t n, unsigned seed) {
-  test::Rng rng(seed);
-  std::vector<std::int32_t> t(n);
-  for (auto& v : t) v = static_cast<std::int32_t>(test::uniform_int(rng, 0, vocab - 1));
-  return t;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("Sink tokens: prefill and every decode step past the window and max_context match float64",
@@ -64,7 +57,7 @@ TEMPLATE_TEST_CASE("Sink tokens: prefill and every decode step past the window a
   using Model = Transformer<DynamicConfig, TestType, StreamingPattern<TestType>>;
   Model model(streaming_dims());
   fill_random_weights(model, 2024);
-  const auto tokens = tokens_for(model.dims().vocab, 30, 7);
+  const auto tokens = test::random_tokens(30, model.dims().vocab, 7);
   const auto expected = expected_logits(model, tokens);
   const std::size_t vocab = static_cast<std::size_t>(model.dims().vocab);
 
@@ -92,7 +85,7 @@ TEMPLATE_TEST_CASE("Sink tokens: prefill and every decode step past the window a
 TEST_CASE("Sink tokens: decoding in chunks of any size equals the prefill", "[sink-tokens][kv-cache]") {
   Transformer<DynamicConfig, cpu_fast, StreamingPattern<cpu_fast>> model(streaming_dims());
   fill_random_weights(model, 99);
-  const auto tokens = tokens_for(model.dims().vocab, 40, 3);
+  const auto tokens = test::random_tokens(40, model.dims().vocab, 3);
   const Tensor<float, 2> full = model.forward(tokens);
   for (const std::size_t first : {1u, 2u, 9u, 17u}) {
     Sequence seq = model.new_sequence(16);
@@ -127,7 +120,7 @@ TEST_CASE("Sink tokens: S = 0 is gpt-oss bit for bit", "[sink-tokens][golden]") 
   const auto dir = test::golden_dir() / "tiny";
   const auto gptoss = load_checkpoint(dir);
   const auto zero = load_checkpoint<Zero>(dir);
-  const auto tokens = tokens_for(gptoss.dims().vocab, 20, 5);
+  const auto tokens = test::random_tokens(20, gptoss.dims().vocab, 5);
   CHECK(gptoss.forward(tokens).storage() == zero.forward(tokens).storage());
   Sequence a = gptoss.new_sequence(32), b = zero.new_sequence(32);
   for (std::size_t t = 0; t < tokens.size(); t += 3) {
@@ -143,7 +136,7 @@ TEST_CASE("Sink tokens: a streaming gpt-oss runs past max_context in constant me
   Model model(streaming_dims());
   fill_random_weights(model, 5);
   Sequence seq = model.new_sequence(10);
-  const auto tokens = tokens_for(model.dims().vocab, 60, 11);
+  const auto tokens = test::random_tokens(60, model.dims().vocab, 11);
   model.forward(seq, std::span(tokens).first(20));
   const std::size_t bytes = seq.cache_bytes();
   CHECK(seq.cache(0).capacity() == 4 + 5);
