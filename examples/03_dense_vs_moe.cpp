@@ -8,6 +8,8 @@
 //    active size (width 4 x 256) and one with its total size (16 x 256).
 //    Each prints total and active parameters, weight bytes and the tokens/s of a short
 //    prefill and of one-token decoding on the fast CPU path.
+//
+// Usage: 03_dense_vs_moe [threads]   (default: every hardware thread)
 #include <chrono>
 #include <cstdint>
 #include <iomanip>
@@ -78,7 +80,8 @@ void run(const std::string& name, Model& model, int prompt, int steps) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  if (argc > 1) set_num_threads(std::stoi(argv[1]));
   std::cout << "Released gpt-oss-20b and the rumoured dense 20B (shapes only, no weights):\n";
   print_counts("gpt-oss-20b (MoE 32, top-4)", Transformer<GptOss20b>());
   std::cout << "\n";
@@ -99,5 +102,5 @@ int main() {
   run("MoE 16 x 256, top-4", moe, 64, 32);
   run("dense 1024 (= active)", dense_active, 64, 32);
   run("dense 4096 (= total)", dense_total, 64, 32);
-  std::cout << "(timings depend on the machine and its load)\n";
+  std::cout << "(" << num_threads() << " threads; timings depend on the machine and its load)\n";
 }
