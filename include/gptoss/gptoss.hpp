@@ -2,6 +2,7 @@
 // pulls in CUDA.
 #pragma once
 
+#include "gptoss/config/dense_configs.hpp"
 #include "gptoss/config/gpt_oss.hpp"
 #include "gptoss/config/model_dims.hpp"
 #include "gptoss/config/test_configs.hpp"
@@ -16,9 +17,11 @@
 #include "gptoss/formats/fp4_tensor.hpp"
 #include "gptoss/io/mapped_file.hpp"
 #include "gptoss/io/safetensors.hpp"
+#include "gptoss/layers/dense_ffn.hpp"
 #include "gptoss/layers/embedding.hpp"
 #include "gptoss/layers/moe_block.hpp"
 #include "gptoss/layers/rms_norm.hpp"
+#include "gptoss/layers/sink_policy.hpp"
 #include "gptoss/layers/sliding_sink_attention.hpp"
 #include "gptoss/layers/yarn_rope.hpp"
 #include "gptoss/io/config_json.hpp"
@@ -27,6 +30,7 @@
 #include "gptoss/model/kv_cache.hpp"
 #include "gptoss/model/random_weights.hpp"
 #include "gptoss/model/transformer.hpp"
+#include "gptoss/model/variant_blocks.hpp"
 #include "gptoss/model/parameter_count.hpp"
 #include "gptoss/model/synthetic_checkpoint.hpp"
 #include "gptoss/kernels/fast/all.hpp"

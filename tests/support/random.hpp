@@ -36,6 +36,14 @@ inline index_t uniform_int(Rng& rng, index_t lo, index_t hi) {
   return lo + static_cast<index_t>(rng() % static_cast<std::uint64_t>(hi - lo + 1));
 }
 
+/// n token ids uniform in [0, vocab).
+inline std::vector<std::int32_t> random_tokens(std::size_t n, int vocab, unsigned seed) {
+  Rng rng(seed);
+  std::vector<std::int32_t> tokens(n);
+  for (auto& t : tokens) t = static_cast<std::int32_t>(uniform_int(rng, 0, vocab - 1));
+  return tokens;
+}
+
 /// A (Rank-dimensional) float tensor, uniform in [-amplitude, amplitude).
 template <std::size_t Rank>
 Tensor<float, Rank> random_tensor(Rng& rng, std::array<index_t, Rank> shape, float amplitude = 1.0f) {

@@ -1,5 +1,6 @@
 // The model type on random weights of shapes no compiled config names,
-// against an independent float64 re-implementation of gpt-oss written here;
+// against an independent float64 re-implementation of gpt-oss
+// (tests/support/float64_model.hpp);
 // KV-cache decoding, window-bounded cache memory, context limits, several
 // sequences on one model, composition of other block patterns, and
 // checkpoint loading errors.
@@ -16,230 +17,16 @@
 
 #include "gptoss/gptoss.hpp"
 #include "support/compare.hpp"
+#include "support/float64_model.hpp"
 #include "support/matchers.hpp"
 
 using namespace gptoss;
 using gptoss::test::compare_to_max;
+using gptoss::test::f64::gptoss_layers;
+using gptoss::test::f64::reference_logits;
 using gptoss::test::MessageHas;
 
 namespace {
-
-using Mat = std::vector<std::vector<double>>;  // row-major (rows, cols)
-
-// ---- independent float64 model -------------------------------------------
-
-double bf(bf16 v) { return v.to_float(); }
-
-Mat to_double(const MatrixView<const bf16>& w) {
-  Mat m(static_cast<std::size_t>(w.extent(0)), std::vector<double>(static_cast<std::size_t>(w.extent(1))));
-  for (index_t r = 0; r < w.extent(0); ++r)
-    for (index_t c = 0; c < w.extent(1); ++c) m[r][c] = bf(w(r, c));
-  return m;
-}
-
-/// MXFP4 decode from the raw bytes, written from the format's definition.
-Mat to_double(const FP4TensorView<MXFP4Checkpoint>& w) {
-  static const double lut[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
-  Mat m(static_cast<std::size_t>(w.rows()), std::vector<double>(static_cast<std::size_t>(w.cols())));
-  const index_t groups = w.cols() / 32;
-  for (index_t r = 0; r < w.rows(); ++r) {
-    for (index_t g = 0; g < groups; ++g) {
-      const std::uint8_t* block = w.blocks() + (r * groups + g) * 16;
-      const double scale = std::ldexp(1.0, static_cast<int>(w.scales()[r * groups + g]) - 127);
-      for (int j = 0; j < 16; ++j) {
-        m[r][g * 32 + 2 * j] = lut[block[j] & 15] * scale;
-        m[r][g * 32 + 2 * j + 1] = lut[block[j] >> 4] * scale;
-      }
-    }
-  }
-  return m;
-}
-
-std::vector<double> vec(const VectorView<const bf16>& v) {
-  std::vector<double> out;
-  for (index_t i = 0; i < v.extent(0); ++i) out.push_back(bf(v[i]));
-  return out;
-}
-
-std::vector<double> matvec(const Mat& w, const std::vector<double>& x, const std::vector<double>* b) {
-  std::vector<double> y(w.size());
-  for (std::size_t r = 0; r < w.size(); ++r) {
-    double acc = b ? (*b)[r] : 0.0;
-    for (std::size_t c = 0; c < x.size(); ++c) acc += w[r][c] * x[c];
-    y[r] = acc;
-  }
-  return y;
-}
-
-std::vector<double> rmsnorm(const std::vector<double>& x, const std::vector<double>& scale, double eps) {
-  double ss = 0;
-  for (double v : x) ss += v * v;
-  const double inv = 1.0 / std::sqrt(ss / x.size() + eps);
-  std::vector<double> y(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) y[i] = x[i] * inv * scale[i];
-  return y;
-}
-
-/// YaRN inverse frequencies and concentration (gpt-oss reference formulas).
-std::pair<std::vector<double>, double> yarn(const ModelDims& d) {
-  const int half = d.head_dim / 2;
-  std::vector<double> inv(half);
-  double conc = 1.0;
-  const double lo = half * std::log(d.initial_context / (d.rope_ntk_beta * 2 * std::numbers::pi)) / std::log(d.rope_theta);
-  const double hi = half * std::log(d.initial_context / (d.rope_ntk_alpha * 2 * std::numbers::pi)) / std::log(d.rope_theta);
-  for (int i = 0; i < half; ++i) {
-    const double freq = std::pow(d.rope_theta, 2.0 * i / d.head_dim);
-    if (d.rope_scaling_factor > 1) {
-      const double mask = 1 - std::clamp((i - lo) / (hi - lo), 0.0, 1.0);
-      inv[i] = 1 / (d.rope_scaling_factor * freq) * (1 - mask) + 1 / freq * mask;
-      conc = 0.1 * std::log(d.rope_scaling_factor) + 1;
-    } else {
-      inv[i] = 1 / freq;
-    }
-  }
-  return {inv, conc};
-}
-
-void rotate(double* x, int dim, double pos, const std::vector<double>& inv, double conc) {
-  const int half = dim / 2;
-  for (int i = 0; i < half; ++i) {
-    const double c = std::cos(pos * inv[i]) * conc, s = std::sin(pos * inv[i]) * conc;
-    const double x1 = x[i], x2 = x[i + half];
-    x[i] = x1 * c - x2 * s;
-    x[i + half] = x2 * c + x1 * s;
-  }
-}
-
-/// Weights of one layer as the float64 model reads them.
-template <class ExpertMatrix>
-struct LayerRef {
-  const AttentionWeights* attn;
-  const MoEWeights<ExpertMatrix>* mlp;
-  index_t window;  // 0: full attention
-};
-
-/// The layers of a gpt-oss-pattern model (even layers slide).
-template <class Model>
-auto gptoss_layers(const Model& model) {
-  using E = typename std::tuple_element_t<0, std::remove_cvref_t<decltype(model.weights().blocks)>>::value_type;
-  std::vector<LayerRef<typename decltype(E::mlp.mlp1_weight)::value_type>> layers;
-  const auto& b = model.weights().blocks;
-  for (int l = 0; l < model.dims().num_layers; ++l) {
-    const auto& bw = l % 2 == 0 ? std::get<0>(b)[l / 2].attn : std::get<1>(b)[l / 2].attn;
-    const auto& mw = l % 2 == 0 ? std::get<0>(b)[l / 2].mlp : std::get<1>(b)[l / 2].mlp;
-    layers.push_back({&bw, &mw, l % 2 == 0 ? model.dims().sliding_window : 0});
-  }
-  return layers;
-}
-
-/// Logits (T, V) of the whole sequence in float64, reading the model's weights.
-template <class Model, class ExpertMatrix>
-std::vector<double> reference_logits(const Model& model, const std::vector<LayerRef<ExpertMatrix>>& layers,
-                                     const std::vector<std::int32_t>& tokens) {
-  const ModelDims& d = model.dims();
-  const auto& w = model.weights();
-  const std::size_t T = tokens.size(), H = d.hidden, D = d.head_dim;
-  const std::size_t nq = d.num_heads, nkv = d.num_kv_heads, group = nq / nkv;
-  const auto [inv, conc] = yarn(d);
-  std::vector<std::vector<double>> x(T);
-  for (std::size_t t = 0; t < T; ++t)
-    for (std::size_t i = 0; i < H; ++i) x[t].push_back(bf(w.embedding.table(tokens[t], i)));
-
-  for (int l = 0; l < d.num_layers; ++l) {
-    const struct {
-      const AttentionWeights& attn;
-      const MoEWeights<ExpertMatrix>& mlp;
-    } bw{*layers[l].attn, *layers[l].mlp};
-    const index_t window = layers[l].window;
-    // Attention.
-    Mat wqkv = to_double(bw.attn.q_weight);
-    for (const auto* part : {&bw.attn.k_weight, &bw.attn.v_weight}) {
-      const Mat m = to_double(*part);
-      wqkv.insert(wqkv.end(), m.begin(), m.end());
-    }
-    std::vector<double> bqkv = vec(bw.attn.q_bias);
-    for (const auto* part : {&bw.attn.k_bias, &bw.attn.v_bias}) {
-      const auto b = vec(*part);
-      bqkv.insert(bqkv.end(), b.begin(), b.end());
-    }
-    const Mat wout = to_double(bw.attn.out_weight);
-    const auto bout = vec(bw.attn.out_bias), sinks = vec(bw.attn.sinks);
-    const auto nscale = vec(bw.attn.norm.scale);
-    std::vector<std::vector<double>> q(T), k(T), v(T);
-    for (std::size_t t = 0; t < T; ++t) {
-      const auto qkv = matvec(wqkv, rmsnorm(x[t], nscale, d.rms_eps), &bqkv);
-      q[t].assign(qkv.begin(), qkv.begin() + nq * D);
-      k[t].assign(qkv.begin() + nq * D, qkv.begin() + (nq + nkv) * D);
-      v[t].assign(qkv.begin() + (nq + nkv) * D, qkv.end());
-      for (std::size_t h = 0; h < nq; ++h) rotate(&q[t][h * D], d.head_dim, t, inv, conc);
-      for (std::size_t h = 0; h < nkv; ++h) rotate(&k[t][h * D], d.head_dim, t, inv, conc);
-    }
-    std::vector<std::vector<double>> next(T);
-    for (std::size_t t = 0; t < T; ++t) {
-      std::vector<double> attn(nq * D, 0.0);
-      for (std::size_t h = 0; h < nq; ++h) {
-        const std::size_t kv = h / group;
-        std::vector<double> s;
-        std::vector<std::size_t> js;
-        for (std::size_t j = 0; j <= t; ++j) {
-          if (window > 0 && static_cast<index_t>(t - j) >= window) continue;
-          double dot = 0;
-          for (std::size_t i = 0; i < D; ++i) dot += q[t][h * D + i] * k[j][kv * D + i];
-          s.push_back(dot / std::sqrt(static_cast<double>(D)));
-          js.push_back(j);
-        }
-        double m = sinks[h];
-        for (double e : s) m = std::max(m, e);
-        double denom = std::exp(sinks[h] - m);
-        for (double& e : s) denom += (e = std::exp(e - m));
-        for (std::size_t n = 0; n < js.size(); ++n)
-          for (std::size_t i = 0; i < D; ++i) attn[h * D + i] += s[n] / denom * v[js[n]][kv * D + i];
-      }
-      const auto o = matvec(wout, attn, &bout);
-      for (std::size_t i = 0; i < H; ++i) next[t].push_back(x[t][i] + o[i]);
-    }
-    x = next;
-    // MoE.
-    const Mat gate = to_double(bw.mlp.gate_weight);
-    const auto gbias = vec(bw.mlp.gate_bias), mscale = vec(bw.mlp.norm.scale);
-    for (std::size_t t = 0; t < T; ++t) {
-      const auto tn = rmsnorm(x[t], mscale, d.rms_eps);
-      const auto logits = matvec(gate, tn, &gbias);
-      std::vector<int> order(logits.size());
-      std::iota(order.begin(), order.end(), 0);
-      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b]; });
-      double denom = 0;
-      for (int j = 0; j < d.experts_per_token; ++j) denom += std::exp(logits[order[j]] - logits[order[0]]);
-      std::vector<double> out(H, 0.0);
-      for (int j = 0; j < d.experts_per_token; ++j) {
-        const int e = order[j];
-        const double g = std::exp(logits[e] - logits[order[0]]) / denom;
-        const Mat w1 = to_double(bw.mlp.mlp1_weight[e]), w2 = to_double(bw.mlp.mlp2_weight[e]);
-        std::vector<double> b1, b2;
-        for (index_t i = 0; i < bw.mlp.mlp1_bias.extent(1); ++i) b1.push_back(bf(bw.mlp.mlp1_bias(e, i)));
-        for (index_t i = 0; i < bw.mlp.mlp2_bias.extent(1); ++i) b2.push_back(bf(bw.mlp.mlp2_bias(e, i)));
-        const auto u = matvec(w1, tn, &b1);
-        std::vector<double> act(u.size() / 2);
-        for (std::size_t i = 0; i < act.size(); ++i) {
-          const double glu = std::min<double>(u[2 * i], d.swiglu_limit);
-          const double lin = std::clamp<double>(u[2 * i + 1], -d.swiglu_limit, d.swiglu_limit);
-          act[i] = glu / (1 + std::exp(-1.702 * glu)) * (lin + 1);
-        }
-        const auto y = matvec(w2, act, &b2);
-        for (std::size_t i = 0; i < H; ++i) out[i] += g * y[i];
-      }
-      for (std::size_t i = 0; i < H; ++i) x[t][i] += out[i];
-    }
-  }
-  const auto fscale = vec(w.norm.scale);
-  const Mat unemb = to_double(w.unembedding.weight);
-  std::vector<double> logits;
-  for (std::size_t t = 0; t < T; ++t) {
-    const auto y = matvec(unemb, rmsnorm(x[t], fscale, d.rms_eps), nullptr);
-    logits.insert(logits.end(), y.begin(), y.end());
-  }
-  return logits;
-}
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -394,8 +181,8 @@ TEST_CASE("Other block patterns and expert types compose from the same parts", "
   const Tensor<float, 2> logits = model.forward(tokens);
   // Reference: same math, bf16 experts, no window anywhere.
   const ModelDims& d = model.dims();
-  std::vector<LayerRef<MatrixView<const bf16>>> layers;
-  for (const auto& bw : std::get<0>(model.weights().blocks)) layers.push_back({&bw.attn, &bw.mlp, 0});
+  std::vector<test::f64::LayerRef<MoEWeights<MatrixView<const bf16>>>> layers;
+  for (const auto& bw : std::get<0>(model.weights().blocks)) layers.push_back({&bw.attn, &bw.mlp, {0}});
   const auto expected = reference_logits(model, layers, tokens);
   GPTOSS_REQUIRE_CLOSE(compare_to_max(logits.storage(), expected, 0.0, 1e-4));
   // Its parameter count sees bf16 experts.

@@ -9,11 +9,14 @@
 // The window is part of the type: AttentionSpan::sliding layers see keys j
 // with q - W < j <= q, AttentionSpan::full layers every j <= q. Each query
 // head has a learned sink logit that joins the softmax denominator and whose
-// probability is dropped.
+// probability is dropped. The Sinks policy (layers/sink_policy.hpp) can add
+// StreamingLLM sink tokens: the first S tokens stay visible for ever.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -25,6 +28,7 @@
 #include "gptoss/kernels/fast/attention.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
 #include "gptoss/layers/rms_norm.hpp"
+#include "gptoss/layers/sink_policy.hpp"
 #include "gptoss/layers/yarn_rope.hpp"
 #include "gptoss/model/checkpoint_layout.hpp"
 #include "gptoss/model/kv_cache.hpp"
@@ -68,12 +72,17 @@ struct AttentionWeights {
   VectorView<const bf16> out_bias;   // out.bias   (H)
 };
 
-template <AttentionSpan Span, class Backend = cpu_reference>
+template <AttentionSpan Span, class Backend = cpu_reference, SinkPolicy Sinks = LearnedSinkLogit>
 class SlidingSinkAttention {
+  static_assert(Sinks::kSinkTokens == 0 || Span == AttentionSpan::sliding,
+                "sink tokens keep a window's cache bounded: they need AttentionSpan::sliding");
+
  public:
   using Params = AttentionParams;
   using Weights = AttentionWeights;
+  using sink_policy = Sinks;
   static constexpr AttentionSpan kSpan = Span;
+  static constexpr index_t kSinkTokens = Sinks::kSinkTokens;
 
   explicit SlidingSinkAttention(const AttentionParams& p,
                                 index_t rope_table_positions = YaRNRope<Backend>::kDefaultTablePositions)
@@ -87,16 +96,21 @@ class SlidingSinkAttention {
       throw ConfigError("SlidingSinkAttention: rope head_dim " + std::to_string(p.rope.head_dim) +
                         " differs from head_dim " + std::to_string(p.head_dim));
     }
-    if (Span == AttentionSpan::sliding && p.sliding_window <= 0) {
+    if (Span == AttentionSpan::sliding && window() <= 0) {
       throw ConfigError("SlidingSinkAttention: a sliding layer needs a positive window, got " +
-                        std::to_string(p.sliding_window));
+                        std::to_string(window()));
     }
   }
 
   const AttentionParams& params() const noexcept { return p_; }
   const YaRNRope<Backend>& rope() const noexcept { return rope_; }
-  /// 0 for full layers, the window for sliding ones.
-  index_t window() const noexcept { return Span == AttentionSpan::sliding ? p_.sliding_window : 0; }
+  /// 0 for full layers, the window for sliding ones (the policy's, if it sets one).
+  index_t window() const noexcept {
+    if constexpr (Span == AttentionSpan::full) return 0;
+    return Sinks::kWindow > 0 ? Sinks::kWindow : p_.sliding_window;
+  }
+  /// Tokens at the start of the sequence that stay visible for ever (0 for gpt-oss).
+  static constexpr index_t sink_tokens() noexcept { return kSinkTokens; }
   float scale() const noexcept { return 1.0f / std::sqrt(static_cast<float>(p_.head_dim)); }
 
   /// Calls f(name, tensor, expected shape) for every weight, with the
@@ -110,7 +124,7 @@ class SlidingSinkAttention {
       std::array{p_.qkv_dim(), p_.hidden});
     f("qkv.bias", RowSplit<decltype(&w.q_bias), 3>{{&w.q_bias, &w.k_bias, &w.v_bias}, rows, parts},
       std::array{p_.qkv_dim()});
-    f("sinks", w.sinks, std::array{p_.num_heads});
+    if constexpr (Sinks::kLearnedLogit) f("sinks", w.sinks, std::array{p_.num_heads});
     f("out.weight", w.out_weight, std::array{p_.hidden, p_.q_dim()});
     f("out.bias", w.out_bias, std::array{p_.hidden});
   }
@@ -138,7 +152,7 @@ class SlidingSinkAttention {
     require_shape(w.q_bias, {p_.q_dim()}, "attn q bias (qkv.bias)");
     require_shape(w.k_bias, {p_.kv_dim()}, "attn k bias (qkv.bias)");
     require_shape(w.v_bias, {p_.kv_dim()}, "attn v bias (qkv.bias)");
-    require_shape(w.sinks, {p_.num_heads}, "attn sinks");
+    if constexpr (Sinks::kLearnedLogit) require_shape(w.sinks, {p_.num_heads}, "attn sinks");
     require_shape(w.out_weight, {p_.hidden, p_.q_dim()}, "attn out.weight");
     require_shape(w.out_bias, {p_.hidden}, "attn out.bias");
   }
@@ -170,6 +184,10 @@ class SlidingSinkAttention {
     Tensor<float, 3> k({t_count, p_.num_kv_heads, p_.head_dim});
     Tensor<float, 3> v({t_count, p_.num_kv_heads, p_.head_dim});
     project(w, x, first_position, q.view(), k.view(), v.view());
+    if constexpr (kSinkTokens > 0) {
+      attend_streaming(w, x, q.view(), k.view(), v.view(), nullptr, first_position, out);
+      return;
+    }
     std::vector<index_t> positions(static_cast<std::size_t>(t_count));
     for (index_t t = 0; t < t_count; ++t) positions[static_cast<std::size_t>(t)] = first_position + t;
     const VectorView<const index_t> pos(positions.data(), {t_count});
@@ -189,6 +207,11 @@ class SlidingSinkAttention {
     Tensor<float, 3> q({t_count, p_.num_heads, d});
     Tensor<float, 3> k({t_count, nkv, d}), v({t_count, nkv, d});
     project(w, x, first_position, q.view(), k.view(), v.view());
+    if constexpr (kSinkTokens > 0) {
+      attend_streaming(w, x, q.view(), k.view(), v.view(), &cache, first_position, out);
+      cache.append(k.view(), v.view(), first_position);
+      return;
+    }
 
     // Keys visible to this step: the cache's, read in place, then the new tokens'.
     std::vector<index_t> q_pos(static_cast<std::size_t>(t_count));
@@ -216,20 +239,69 @@ class SlidingSinkAttention {
                           VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
                           MatrixView<float> out) const {
     const index_t t_count = x.extent(0);
-    std::vector<float> sinks(static_cast<std::size_t>(p_.num_heads));
-    for (index_t h = 0; h < p_.num_heads; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
+    const std::vector<float> sinks = sink_logits(w);
     Tensor<float, 2> attn({t_count, p_.q_dim()});
     kernels::sink_attention(Backend{}, q, q_pos, parts,
                             VectorView<const float>(sinks.data(), {p_.num_heads}), scale(),
                             window(), attn.view());
+    project_out(w, x, attn.view(), out);
+  }
+
+ private:
+  /// The learned sink logit of each query head (nq), or -inf (no sink) when
+  /// the policy has none.
+  std::vector<float> sink_logits(const Weights& w) const {
+    std::vector<float> sinks(static_cast<std::size_t>(p_.num_heads), -std::numeric_limits<float>::infinity());
+    if constexpr (Sinks::kLearnedLogit) {
+      for (index_t h = 0; h < p_.num_heads; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
+    }
+    return sinks;
+  }
+
+  /// Sink-token attention of q (T, nq, D) at positions first_position.. over
+  /// the cached keys (if any) and the new k, v (T, nkv, D), in chunks of at
+  /// most W queries (layers/sink_policy.hpp); out (T, H) = x + projection.
+  void attend_streaming(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                        TensorView<const float, 3> k, TensorView<const float, 3> v,
+                        const LayerKVCache* cache, index_t first_position, MatrixView<float> out) const {
+    const index_t t_count = x.extent(0), nkv = p_.num_kv_heads, d = p_.head_dim, win = window();
+    const index_t row = nkv * d, held = cache ? cache->size() : 0;
+    const std::vector<float> sinks = sink_logits(w);
+    const VectorView<const float> sink_view(sinks.data(), {p_.num_heads});
+    Tensor<float, 2> attn({t_count, p_.q_dim()});  // (T, nq D)
+    std::vector<index_t> q_pos(static_cast<std::size_t>(t_count));
+    for (index_t t = 0; t < t_count; ++t) q_pos[static_cast<std::size_t>(t)] = first_position + t;
+    for (index_t a = 0; a < t_count; a += win) {
+      const index_t b = std::min(t_count, a + win);  // queries [a, b)
+      StreamingChunk chunk(kSinkTokens, win, first_position + a, first_position + b - 1, nkv, d,
+                           held + kSinkTokens + 2 * win);
+      for (index_t j = 0; j < held; ++j) {
+        chunk.offer(cache->keys().data() + j * row, cache->values().data() + j * row, cache->positions()[j]);
+      }
+      // New tokens: those at sink positions, then those some query of the chunk may see.
+      const index_t sink_end = std::clamp<index_t>(kSinkTokens - first_position, 0, b);
+      for (index_t t = 0; t < sink_end; ++t) chunk.offer(k.data() + t * row, v.data() + t * row, first_position + t);
+      for (index_t t = std::max(sink_end, a - win + 1); t < b; ++t) {
+        chunk.offer(k.data() + t * row, v.data() + t * row, first_position + t);
+      }
+      kernels::sink_attention(Backend{}, q.slice(a, b), VectorView<const index_t>(q_pos.data() + a, {b - a}),
+                              chunk.keys(), chunk.values(), chunk.mask_positions(), sink_view, scale(), win,
+                              attn.view().slice(a, b));
+    }
+    project_out(w, x, attn.view(), out);
+  }
+
+  /// out (T, H) = x + attn (T, nq D) Wout^T + bout.
+  void project_out(const Weights& w, MatrixView<const float> x, MatrixView<const float> attn,
+                   MatrixView<float> out) const {
+    const index_t t_count = x.extent(0);
     Tensor<float, 2> projected({t_count, p_.hidden});
-    kernels::linear(Backend{}, w.out_weight, w.out_bias, attn.view(), projected.view());
+    kernels::linear(Backend{}, w.out_weight, w.out_bias, attn, projected.view());
     for (index_t t = 0; t < t_count; ++t) {
       for (index_t i = 0; i < p_.hidden; ++i) out(t, i) = x(t, i) + projected(t, i);
     }
   }
 
- private:
   void check_io(MatrixView<const float> x, MatrixView<float> out) const {
     if (x.extent(1) != p_.hidden || out.shape() != x.shape()) {
       throw ShapeError("SlidingSinkAttention: input " + shape_string(x.shape()) + " and output " +

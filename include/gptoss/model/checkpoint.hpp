@@ -121,6 +121,19 @@ class WeightBinder {
     }
   }
 
+  /// One MXFP4 matrix (a dense layer's): blocks (rows, G, 16), scales (rows, G).
+  template <class Format>
+  void operator()(const std::string& name, FP4TensorView<Format>& matrix, const std::array<index_t, 2>& shape) {
+    const auto [blocks_name, scales_name] = stored_fp4_names(layout_, name);
+    const auto* fb = lookup(blocks_name);
+    const auto* fs = lookup(scales_name);
+    if (fb == nullptr || fs == nullptr) return;
+    const index_t groups = shape[1] / Format::kBlockSize;
+    matrix = FP4TensorView<Format>::from_blocks(
+        fb->template view<std::uint8_t, 3>(blocks_name, {shape[0], groups, Format::kBytesPerBlock}),
+        fs->template view<std::uint8_t, 2>(scales_name, {shape[0], groups}));
+  }
+
   template <class T>
   void operator()(const std::string& name, std::vector<MatrixView<const T>>& experts,
                   const std::array<index_t, 3>& shape) {
@@ -373,6 +386,16 @@ class WeightCollector {
                         std::as_bytes(std::span<const std::uint8_t>(scales))});
   }
 
+  template <class Format>
+  void operator()(const std::string& name, const FP4TensorView<Format>& w, const std::array<index_t, 2>& shape) {
+    const index_t groups = shape[1] / Format::kBlockSize;
+    const auto [blocks_name, scales_name] = stored_fp4_names(layout_, name);
+    records_.push_back({blocks_name, DType::U8, {shape[0], groups, Format::kBytesPerBlock},
+                        std::as_bytes(std::span<const std::uint8_t>(w.blocks(), static_cast<std::size_t>(shape[0] * groups * Format::kBytesPerBlock)))});
+    records_.push_back({scales_name, DType::U8, {shape[0], groups},
+                        std::as_bytes(std::span<const std::uint8_t>(w.scales(), static_cast<std::size_t>(shape[0] * groups)))});
+  }
+
   template <class T>
   void operator()(const std::string& name, const std::vector<MatrixView<const T>>& experts,
                   const std::array<index_t, 3>& shape) {
@@ -440,6 +463,13 @@ class TensorPlanner {
     const index_t groups = shape[2] / Format::kBlockSize;
     add(blocks, DType::U8, std::array{shape[0], shape[1], groups, index_t{Format::kBytesPerBlock}});
     add(scales, DType::U8, std::array{shape[0], shape[1], groups});
+  }
+  template <class Format>
+  void operator()(const std::string& name, const FP4TensorView<Format>&, const std::array<index_t, 2>& shape) {
+    const auto [blocks, scales] = stored_fp4_names(layout_, name);
+    const index_t groups = shape[1] / Format::kBlockSize;
+    add(blocks, DType::U8, std::array{shape[0], groups, index_t{Format::kBytesPerBlock}});
+    add(scales, DType::U8, std::array{shape[0], groups});
   }
   template <class T>
   void operator()(const std::string& name, const std::vector<MatrixView<const T>>&, const std::array<index_t, 3>& shape) {

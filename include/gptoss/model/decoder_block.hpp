@@ -44,6 +44,11 @@ class DecoderBlock {
   const FeedForward& feed_forward() const noexcept { return mlp_; }
   /// The attention's window (0 for full attention): sizes this layer's cache.
   index_t window() const noexcept { return attn_.window(); }
+  /// Tokens the attention keeps visible for ever (StreamingLLM sinks; 0 for gpt-oss).
+  index_t sink_tokens() const noexcept {
+    if constexpr (requires { attn_.sink_tokens(); }) return attn_.sink_tokens();
+    return 0;
+  }
 
   /// Calls f(name, tensor, shape) for every weight, names prefixed "attn." / "mlp.".
   template <class W, class F>

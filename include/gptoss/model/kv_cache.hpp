@@ -3,8 +3,13 @@
 // A sliding-window layer keeps only its last `window` keys in a ring buffer:
 // its memory is bounded by the window, whatever the context length. A full
 // layer grows (doubling) as tokens arrive, up to the sequence's context
-// limit. Slots are not in position order; each slot records its position and
+// limit (a sliding layer never grows, so the limit does not apply to it).
+// Slots are not in position order; each slot records its position and
 // the attention kernels mask by position.
+//
+// With S sink tokens (StreamingLLM, layers/sink_policy.hpp), a sliding
+// layer also keeps the sequence's tokens at positions < S for ever in S
+// slots before the ring: S + window slots in all.
 #pragma once
 
 #include <algorithm>
@@ -20,20 +25,26 @@ namespace gptoss {
 class LayerKVCache {
  public:
   /// window 0: a full-attention layer, bounded by max_context; otherwise a
-  /// ring of `window` slots.
-  LayerKVCache(index_t num_kv_heads, index_t head_dim, index_t window, index_t max_context)
+  /// ring of `window` slots, after `sink_tokens` slots that keep the tokens
+  /// at positions < sink_tokens.
+  LayerKVCache(index_t num_kv_heads, index_t head_dim, index_t window, index_t max_context,
+               index_t sink_tokens = 0)
       : row_(num_kv_heads * head_dim), heads_(num_kv_heads), head_dim_(head_dim),
-        window_(window), max_context_(max_context) {
-    if (num_kv_heads <= 0 || head_dim <= 0 || window < 0 || max_context <= 0) {
+        window_(window), max_context_(max_context), sink_tokens_(sink_tokens) {
+    if (num_kv_heads <= 0 || head_dim <= 0 || window < 0 || max_context <= 0 || sink_tokens < 0 ||
+        (sink_tokens > 0 && window == 0)) {
       throw ConfigError("LayerKVCache: invalid shape (kv heads " + std::to_string(num_kv_heads) +
                         ", head_dim " + std::to_string(head_dim) + ", window " +
-                        std::to_string(window) + ", max_context " + std::to_string(max_context) + ")");
+                        std::to_string(window) + ", max_context " + std::to_string(max_context) +
+                        ", sink tokens " + std::to_string(sink_tokens) + ")");
     }
-    if (window_ > 0) reserve(std::min(window_, max_context_));
+    if (window_ > 0) reserve(sink_tokens_ + window_);  // never grows, so no context limit
   }
 
   bool sliding() const noexcept { return window_ > 0; }
   index_t window() const noexcept { return window_; }
+  /// Tokens at positions < sink_tokens() are kept for ever (sliding layers).
+  index_t sink_tokens() const noexcept { return sink_tokens_; }
   /// Keys held now.
   index_t size() const noexcept { return size_; }
   /// Slots allocated now.
@@ -57,7 +68,7 @@ class LayerKVCache {
                        shape_string(v.shape()) + " must be (T, " + std::to_string(heads_) + ", " +
                        std::to_string(head_dim_) + ")");
     }
-    if (first_position + t_count > max_context_) {
+    if (!sliding() && first_position + t_count > max_context_) {
       throw RangeError("context overflow: positions up to " +
                        std::to_string(first_position + t_count - 1) +
                        " exceed the context limit of " + std::to_string(max_context_) + " tokens");
@@ -67,14 +78,23 @@ class LayerKVCache {
     if (!sliding() && size_ + t_count > capacity_) {
       reserve(std::min(max_context_, std::max(2 * capacity_, size_ + t_count)));
     }
-    for (index_t t = skip; t < t_count; ++t) {
+    for (index_t t = 0; t < t_count; ++t) {
+      const bool sink = first_position + t < sink_tokens_;
+      if (t < skip && !sink) continue;
       index_t slot;
       if (!sliding()) {
         slot = size_++;
+      } else if (sink) {  // sink slots fill in order, before any ring slot
+        if (sinks_held_ == sink_tokens_ || size_ > sinks_held_) {
+          throw RangeError("LayerKVCache::append: position " + std::to_string(first_position + t) +
+                           " (a sink token) arrives after later positions");
+        }
+        slot = sinks_held_++;
+        size_ = sinks_held_;
       } else {
-        slot = next_ % window_;
+        slot = sinks_held_ + next_;
         next_ = (next_ + 1) % window_;
-        size_ = std::min(size_ + 1, window_);
+        size_ = std::min(size_ + 1, sinks_held_ + window_);
       }
       std::memcpy(&keys_[static_cast<std::size_t>(slot * row_)], k.data() + t * row_,
                   static_cast<std::size_t>(row_) * sizeof(float));
@@ -87,6 +107,7 @@ class LayerKVCache {
   void clear() noexcept {
     size_ = 0;
     next_ = 0;
+    sinks_held_ = 0;
   }
 
  private:
@@ -97,8 +118,8 @@ class LayerKVCache {
     capacity_ = slots;
   }
 
-  index_t row_, heads_, head_dim_, window_, max_context_;
-  index_t size_ = 0, capacity_ = 0, next_ = 0;
+  index_t row_, heads_, head_dim_, window_, max_context_, sink_tokens_;
+  index_t size_ = 0, capacity_ = 0, next_ = 0, sinks_held_ = 0;
   std::vector<float> keys_, values_;
   std::vector<index_t> positions_;
 };

@@ -46,6 +46,10 @@ class ParameterCounter {
                   const std::array<index_t, 3>& shape) {
     add(name, shape, "MXFP4", (Format::kBytesPerBlock + 1.0) / Format::kBlockSize);
   }
+  template <class Format, std::size_t R>
+  void operator()(const std::string& name, const FP4TensorView<Format>&, const std::array<index_t, R>& shape) {
+    add(name, shape, "MXFP4", (Format::kBytesPerBlock + 1.0) / Format::kBlockSize);
+  }
   template <class T>
   void operator()(const std::string& name, const std::vector<MatrixView<const T>>&,
                   const std::array<index_t, 3>& shape) {

@@ -156,6 +156,14 @@ class RandomFiller {
     }
   }
 
+  /// One MXFP4 matrix (a dense layer's), drawn as one expert of a stack.
+  template <class Format>
+  void operator()(const std::string& name, FP4TensorView<Format>& matrix, const std::array<index_t, 2>& shape) {
+    std::vector<FP4TensorView<Format>> one;
+    (*this)(name, one, std::array{index_t{1}, shape[0], shape[1]});
+    matrix = one.front();
+  }
+
   template <class T>
   void operator()(const std::string& name, std::vector<MatrixView<const T>>& experts,
                   const std::array<index_t, 3>& shape) {

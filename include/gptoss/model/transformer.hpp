@@ -68,6 +68,15 @@ class Sequence {
   const LayerKVCache& cache(std::size_t layer) const { return caches_.at(layer); }
   LayerKVCache& cache(std::size_t layer) { return caches_.at(layer); }
   std::size_t num_layers() const noexcept { return caches_.size(); }
+  /// True when every layer's cache is a bounded window (sliding layers, with
+  /// or without sink tokens): memory is then constant and the sequence can
+  /// run past max_context.
+  bool bounded() const noexcept {
+    for (const auto& c : caches_) {
+      if (!c.sliding()) return false;
+    }
+    return true;
+  }
   /// Bytes held by all layers' caches.
   std::size_t cache_bytes() const noexcept {
     std::size_t n = 0;
@@ -157,9 +166,12 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
     if (max_context <= 0) throw RangeError("max_context must be positive");
     std::vector<LayerKVCache> caches;
     for (int l = 0; l < dims_.num_layers; ++l) {
-      index_t window = 0;
-      with_layer(weights_, l, [&](const auto& block, const auto&) { window = block.window(); });
-      caches.emplace_back(dims_.num_kv_heads, dims_.head_dim, window, max_context);
+      index_t window = 0, sinks = 0;
+      with_layer(weights_, l, [&](const auto& block, const auto&) {
+        window = block.window();
+        sinks = block.sink_tokens();
+      });
+      caches.emplace_back(dims_.num_kv_heads, dims_.head_dim, window, max_context, sinks);
     }
     return Sequence(std::move(caches), max_context);
   }
@@ -208,7 +220,7 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
                   std::to_string(seq.num_layers()) + " layers, this one has " +
                   std::to_string(dims_.num_layers));
     }
-    if (seq.length() + t_count > seq.max_context()) {
+    if (!seq.bounded() && seq.length() + t_count > seq.max_context()) {
       throw RangeError("context overflow: " + std::to_string(seq.length()) + " tokens held + " +
                        std::to_string(t_count) + " new exceed the context limit of " +
                        std::to_string(seq.max_context()));
