@@ -27,15 +27,13 @@
 
 #include "bench_common.hpp"
 #include "gptoss/gptoss.hpp"
+#include "support/plain_forward.hpp"
 
 namespace {
 
 using namespace gptoss;
 
 using Model = Transformer<>;
-using Slide = SlidingSinkAttention<AttentionSpan::sliding, default_backend>;
-using Full = SlidingSinkAttention<AttentionSpan::full, default_backend>;
-using Experts = MoEBlock<FP4TensorView<MXFP4Checkpoint>, default_backend>;
 
 /// 8 layers of hidden 1024, 16 experts (top-4), 16 query / 4 KV heads of 64.
 constexpr ModelDims kMedium{.num_layers = 8, .num_experts = 16, .experts_per_token = 4, .vocab = 4096,
@@ -45,43 +43,10 @@ constexpr ModelDims kMedium{.num_layers = 8, .num_experts = 16, .experts_per_tok
 /// A model with random weights and its layers built apart, for the plain path.
 struct Setup {
   Model model;
-  Embedding<default_backend> embedding;
-  Slide slide;
-  Full full;
-  Experts moe;
-  RMSNorm<default_backend> norm;
-  Unembedding<default_backend> unembedding;
+  test::PlainForward<default_backend> layers;
 
-  explicit Setup(const ModelDims& d)
-      : model(d), embedding(d.vocab, d.hidden), slide(AttentionParams::from(d)), full(AttentionParams::from(d)),
-        moe(MoEParams::from(d)), norm(d.hidden, d.rms_eps), unembedding(d.vocab, d.hidden) {
-    fill_random_weights(model, 7);
-  }
-
-  /// The forward pass without the Transformer: logits (T, V).
-  Tensor<float, 2> plain(std::span<const std::int32_t> tokens) const {
-    const ModelDims& d = model.dims();
-    const auto& w = model.weights();
-    const index_t t_count = static_cast<index_t>(tokens.size());
-    Sequence seq = model.new_sequence(t_count);
-    Tensor<float, 2> x({t_count, d.hidden});
-    embedding.forward(w.embedding, tokens, x.view());
-    for (int l = 0; l < d.num_layers; ++l) {
-      const auto i = static_cast<std::size_t>(l / 2);
-      LayerKVCache& cache = seq.cache(static_cast<std::size_t>(l));
-      if (l % 2 == 0) {
-        slide.forward(std::get<0>(w.blocks)[i].attn, x.view(), x.view(), cache, 0);
-        moe.forward(std::get<0>(w.blocks)[i].mlp, x.view(), x.view());
-      } else {
-        full.forward(std::get<1>(w.blocks)[i].attn, x.view(), x.view(), cache, 0);
-        moe.forward(std::get<1>(w.blocks)[i].mlp, x.view(), x.view());
-      }
-    }
-    norm.forward(w.norm, x.view(), x.view());
-    Tensor<float, 2> logits({t_count, d.vocab});
-    unembedding.forward(w.unembedding, x.view(), logits.view());
-    return logits;
-  }
+  explicit Setup(const ModelDims& d) : model(d), layers(d) { fill_random_weights(model, 7); }
+  Tensor<float, 2> plain(std::span<const std::int32_t> tokens) const { return layers(model, tokens); }
 };
 
 /// Copies each residual stream into a preallocated buffer.
@@ -148,10 +113,7 @@ void register_benchmarks() {
         benchmark::RegisterBenchmark(
             (std::string("forward/") + name + "/T:" + std::to_string(t) + "/" + label).c_str(), bm_forward,
             dims, t, variant)
-            ->Unit(benchmark::kMicrosecond)
-            ->UseRealTime()
-            ->ComputeStatistics("min", bench::minimum)
-            ->ComputeStatistics("max", bench::maximum);
+            ->Apply(bench::timed_in_microseconds);
       }
     }
   }
@@ -159,12 +121,4 @@ void register_benchmarks() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  bench::add_machine_context();
-  register_benchmarks();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return gptoss::bench::run_main(argc, argv, register_benchmarks); }

@@ -17,6 +17,7 @@
 
 #include "gptoss/gptoss.hpp"
 #include "support/compare.hpp"
+#include "support/plain_forward.hpp"
 #include "support/random.hpp"
 #include "support/test_data.hpp"
 
@@ -32,8 +33,6 @@ static_assert(ObservesResidual<IntrospectionRecorder> && ObservesRouting<Introsp
 
 using Model = Transformer<>;
 using Slide = SlidingSinkAttention<AttentionSpan::sliding, default_backend>;
-using Full = SlidingSinkAttention<AttentionSpan::full, default_backend>;
-using Experts = MoEBlock<FP4TensorView<MXFP4Checkpoint>, default_backend>;
 
 const Model& golden_model() {
   static const Model model = load_original_checkpoint<Model>(test::golden_dir() / "tiny");
@@ -299,31 +298,9 @@ TEST_CASE("Observing changes nothing: the default pass is the plain layer compos
   const Model& model = golden_model();
   const ModelDims& dims = model.dims();
   const auto tokens = golden_tokens();
-  const index_t t_count = static_cast<index_t>(tokens.size());
-  const auto& w = model.weights();
 
   // The layers called one by one, as the forward pass did before observers.
-  Tensor<float, 2> x({t_count, dims.hidden});
-  Embedding<default_backend>(dims.vocab, dims.hidden).forward(w.embedding, tokens, x.view());
-  const Slide slide(AttentionParams::from(dims));
-  const Full full(AttentionParams::from(dims));
-  const Experts moe(MoEParams::from(dims));
-  Sequence seq = model.new_sequence(t_count);
-  for (int l = 0; l < dims.num_layers; ++l) {
-    const auto i = static_cast<std::size_t>(l / 2);
-    LayerKVCache& cache = seq.cache(static_cast<std::size_t>(l));
-    if (l % 2 == 0) {
-      slide.forward(std::get<0>(w.blocks)[i].attn, x.view(), x.view(), cache, 0);
-      moe.forward(std::get<0>(w.blocks)[i].mlp, x.view(), x.view());
-    } else {
-      full.forward(std::get<1>(w.blocks)[i].attn, x.view(), x.view(), cache, 0);
-      moe.forward(std::get<1>(w.blocks)[i].mlp, x.view(), x.view());
-    }
-  }
-  RMSNorm<default_backend>(dims.hidden, dims.rms_eps).forward(w.norm, x.view(), x.view());
-  Tensor<float, 2> plain({t_count, dims.vocab});
-  Unembedding<default_backend>(dims.vocab, dims.hidden).forward(w.unembedding, x.view(), plain.view());
-
+  const Tensor<float, 2> plain = test::PlainForward<default_backend>(dims)(model, tokens);
   CHECK(model.forward(tokens).storage() == plain.storage());
   CHECK(model.forward(tokens, NoObserver{}).storage() == plain.storage());
   IntrospectionRecorder everything({}, dims.num_layers, dims.num_heads);
