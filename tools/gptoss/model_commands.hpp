@@ -182,7 +182,7 @@ inline int run_forward(const std::string& model_dir, const std::string& tokens_t
                                                   {"prefill", std::to_string(prefill)}});
     std::cout << "dumped";
     for (const auto& f : files) std::cout << " " << f.string();
-    std::cout << " (" << t_count << " tokens" << how << ")\n";
+    std::cout << ": " << t_count << " tokens" << how << "\n";
   }
 
   if (!reference.empty()) {
