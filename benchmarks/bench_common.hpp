@@ -272,4 +272,23 @@ inline void add_machine_context() {
                               std::to_string(fma_peak_gflops_per_core()));
 }
 
+/// The settings every benchmark here uses: microseconds, wall time, and the
+/// best and worst of the repetitions.
+inline void timed_in_microseconds(benchmark::internal::Benchmark* b) {
+  b->Unit(benchmark::kMicrosecond)->UseRealTime()->ComputeStatistics("min", minimum)->ComputeStatistics("max", maximum);
+}
+
+/// main() of a benchmark program: parses the flags, adds the machine
+/// context, registers the benchmarks and runs them.
+template <class Register>
+int run_main(int argc, char** argv, Register&& register_benchmarks) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  add_machine_context();
+  register_benchmarks();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
+
 }  // namespace gptoss::bench

@@ -24,8 +24,7 @@ std::vector<float> rows_of(const Tensor<float, 2>& t, index_t begin, index_t end
 struct BlockRecorder {
   std::map<std::string, std::vector<float>>* out;
   void operator()(int layer, BlockStage stage, MatrixView<const float> x) const {
-    const std::string name = "block." + std::to_string(layer) +
-                             (stage == BlockStage::attention_out ? ".attn_out" : ".mlp_out");
+    const std::string name = "block." + std::to_string(layer) + "." + stage_name(stage);
     auto& rows = (*out)[name];
     rows.insert(rows.end(), x.data(), x.data() + x.size());
   }

@@ -3,7 +3,9 @@
 // and exit with status 1.
 //
 //   gptoss forward --model DIR (--tokens 1,2,3 | --tokens-file F.safetensors)
-//                  --out FILE.safetensors [--prefill N] [--reference F]
+//                  [--out FILE.safetensors] [--prefill N] [--reference F]
+//                  [--dump DIR [--dump-what residual,router,attention]
+//                   [--dump-layers 0,3] [--dump-heads 1,5]]
 //   gptoss info    --model DIR
 //   gptoss compare A.safetensors B.safetensors [--tensor NAME] [--tolerance R]
 #include <CLI/CLI.hpp>

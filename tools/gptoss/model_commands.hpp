@@ -11,6 +11,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -21,9 +22,11 @@ namespace gptoss::cli {
 
 
 
-/// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the item.
-inline std::vector<std::int32_t> parse_token_list(const std::string& text) {
-  std::vector<std::int32_t> tokens;
+/// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the option
+/// and the item ("--tokens: 'x' is not a token id").
+inline std::vector<std::int32_t> parse_int_list(const std::string& text, const std::string& option,
+                                                const std::string& what) {
+  std::vector<std::int32_t> values;
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
@@ -38,11 +41,32 @@ inline std::vector<std::int32_t> parse_token_list(const std::string& text) {
       used = 0;
     }
     if (used != item.size() || value < INT32_MIN || value > INT32_MAX) {
-      throw RangeError("--tokens: '" + item + "' is not a token id");
+      throw RangeError(option + ": '" + item + "' is not " + what);
     }
-    tokens.push_back(static_cast<std::int32_t>(value));
+    values.push_back(static_cast<std::int32_t>(value));
   }
-  return tokens;
+  return values;
+}
+
+inline std::vector<std::int32_t> parse_token_list(const std::string& text) {
+  return parse_int_list(text, "--tokens", "a token id");
+}
+
+/// --dump-what "residual,router,attention" (any subset) into a request.
+inline IntrospectionRequest parse_dump_request(const std::string& what, const std::string& layers,
+                                               const std::string& heads) {
+  IntrospectionRequest r{.residual = false, .routing = false, .attention = false, .layers = {}, .heads = {}};
+  std::stringstream in(what);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    if (item == "residual") r.residual = true;
+    else if (item == "router") r.routing = true;
+    else if (item == "attention") r.attention = true;
+    else throw RangeError("--dump-what: '" + item + "' is not one of residual, router, attention");
+  }
+  for (std::int32_t l : parse_int_list(layers, "--dump-layers", "a layer index")) r.layers.push_back(l);
+  for (std::int32_t h : parse_int_list(heads, "--dump-heads", "a head index")) r.heads.push_back(h);
+  return r;
 }
 
 /// "FILE" or "FILE:TENSOR" (default tensor "tokens"), an I32 or I64 tensor.
@@ -89,9 +113,16 @@ inline std::string human(double n) {
   return s.str();
 }
 
+/// What `forward --dump` writes: the introspection files' folder and request.
+struct DumpOptions {
+  std::string dir;  // empty: no dump
+  std::string what = "residual,router,attention", layers, heads;
+};
+
 inline int run_forward(const std::string& model_dir, const std::string& tokens_text,
                 const std::string& tokens_file, const std::string& out_path, int prefill,
-                long long max_context, const std::string& reference, double tolerance) {
+                long long max_context, const std::string& reference, double tolerance,
+                const DumpOptions& dump = {}) {
   std::vector<std::int32_t> tokens =
       tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
   if (tokens.empty()) throw RangeError("the token list is empty");
@@ -105,6 +136,12 @@ inline int run_forward(const std::string& model_dir, const std::string& tokens_t
   }
   if (max_context <= 0) max_context = std::max<index_t>(t_count, 1);
 
+  std::optional<IntrospectionRecorder> recorder;
+  if (!dump.dir.empty()) {
+    recorder.emplace(parse_dump_request(dump.what, dump.layers, dump.heads), model.num_layers(),
+                     model.dims().num_heads);
+  }
+
   const auto start = std::chrono::steady_clock::now();
   Tensor<float, 2> logits({t_count, vocab});  // (T, V)
   Sequence seq = model.new_sequence(max_context);
@@ -114,21 +151,39 @@ inline int run_forward(const std::string& model_dir, const std::string& tokens_t
     std::copy_n(rows.data(), rows.size(), logits.data() + done * vocab);
     done += rows.extent(0);
   };
-  if (prefill == 0) {
-    keep(model.forward(seq, all));
+  const auto run_all = [&](auto& observe) {
+    if (prefill == 0) {
+      keep(model.forward(seq, all, observe));
+    } else {
+      keep(model.forward(seq, all.first(static_cast<std::size_t>(prefill)), observe));
+      while (done < t_count) keep(model.forward(seq, all.subspan(static_cast<std::size_t>(done), 1), observe));
+    }
+  };
+  if (recorder) {
+    run_all(*recorder);
   } else {
-    keep(model.forward(seq, all.first(static_cast<std::size_t>(prefill))));
-    while (done < t_count) keep(model.forward(seq, all.subspan(static_cast<std::size_t>(done), 1)));
+    NoObserver none;
+    run_all(none);
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const std::string how = prefill ? " (prefill " + std::to_string(prefill) + ", then one token at a time)" : "";
 
-  const std::vector<io::TensorRecord> records{
-      io::TensorRecord::of<float>("logits", {t_count, vocab}, std::span<const float>(logits.storage()))};
-  io::write_safetensors(out_path, records);
-  std::cout << "wrote logits (" << t_count << ", " << vocab << ") to " << out_path << " in "
-            << std::setprecision(3) << seconds << " s"
-            << (prefill ? " (prefill " + std::to_string(prefill) + ", then one token at a time)" : "")
-            << "\n";
+  if (!out_path.empty()) {
+    const std::vector<io::TensorRecord> records{
+        io::TensorRecord::of<float>("logits", {t_count, vocab}, std::span<const float>(logits.storage()))};
+    io::write_safetensors(out_path, records);
+    std::cout << "wrote logits (" << t_count << ", " << vocab << ") to " << out_path << " in "
+              << std::setprecision(3) << seconds << " s" << how << "\n";
+  }
+  if (recorder) {
+    std::ostringstream token_text;
+    for (std::size_t i = 0; i < tokens.size(); ++i) token_text << (i ? "," : "") << tokens[i];
+    const auto files = recorder->write(dump.dir, {{"model", model_dir}, {"tokens", token_text.str()},
+                                                  {"prefill", std::to_string(prefill)}});
+    std::cout << "dumped";
+    for (const auto& f : files) std::cout << " " << f.string();
+    std::cout << ": " << t_count << " tokens" << how << "\n";
+  }
 
   if (!reference.empty()) {
     const io::SafetensorsFile ref(reference);
@@ -326,6 +381,7 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
     int prefill = 0, threads = 0;
     long long max_context = 0;
     double tolerance = 1e-4;
+    DumpOptions dump;
   };
   auto fa = std::make_shared<ForwardArgs>();
   auto* forward = app.add_subcommand("forward", "Run the model on tokens and write the logits");
@@ -334,7 +390,14 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   auto* tokf = forward->add_option("--tokens-file", fa->tokens_file,
                                    "token ids from a safetensors tensor: FILE[:TENSOR] (default tensor 'tokens')");
   tok->excludes(tokf);
-  forward->add_option("--out", fa->out_path, "output safetensors file (tensor 'logits', F32 [T, vocab])")->required();
+  forward->add_option("--out", fa->out_path, "output safetensors file (tensor 'logits', F32 [T, vocab])");
+  auto* dump = forward->add_option("--dump", fa->dump.dir,
+                                   "write residual streams, routing and attention maps as safetensors into this "
+                                   "folder (see docs/introspection.md)");
+  forward->add_option("--dump-what", fa->dump.what, "any of residual,router,attention (default: all three)")->needs(dump);
+  forward->add_option("--dump-layers", fa->dump.layers, "comma-separated layers to dump (default: all)")->needs(dump);
+  forward->add_option("--dump-heads", fa->dump.heads, "comma-separated query heads for attention maps (default: all)")
+      ->needs(dump);
   forward->add_option("--prefill", fa->prefill, "prefill N tokens, then feed the rest one at a time through the KV cache");
   forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)");
   forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
@@ -344,8 +407,9 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
     action = [fa, tok, tokf] {
       if (tok->count() == 0 && tokf->count() == 0) throw RangeError("give --tokens or --tokens-file");
       if (fa->threads > 0) set_num_threads(fa->threads);
+      if (fa->out_path.empty() && fa->dump.dir.empty()) throw RangeError("give --out or --dump");
       return run_forward(fa->model_dir, fa->tokens_text, fa->tokens_file, fa->out_path, fa->prefill,
-                         fa->max_context, fa->reference, fa->tolerance);
+                         fa->max_context, fa->reference, fa->tolerance, fa->dump);
     };
   });
 

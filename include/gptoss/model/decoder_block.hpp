@@ -1,29 +1,22 @@
 // DecoderBlock: one transformer layer, an attention block followed by a
 // feed-forward block, each with its own pre-norm and residual. The two parts
 // are template parameters, so a block of another kind (a dense MLP, another
-// attention policy) composes without touching this header.
+// attention policy) composes without touching this header. An observer
+// (model/observer.hpp) sees what it asks for; the default sees nothing and
+// adds nothing.
 #pragma once
 
 #include <string>
+#include <type_traits>
 
 #include "gptoss/config/model_dims.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/layers/moe_block.hpp"
 #include "gptoss/layers/sliding_sink_attention.hpp"
 #include "gptoss/model/kv_cache.hpp"
+#include "gptoss/model/observer.hpp"
 
 namespace gptoss {
-
-/// Where in a block an observer is called.
-enum class BlockStage {
-  attention_out,  // residual stream after x + attn(x)
-  mlp_out,        // residual stream after x + mlp(x): the next block's input
-};
-
-/// The default observer: does nothing and costs nothing.
-struct NoObserver {
-  constexpr void operator()(int /*layer*/, BlockStage, MatrixView<const float>) const noexcept {}
-};
 
 template <class Attention, class FeedForward>
 class DecoderBlock {
@@ -61,14 +54,37 @@ class DecoderBlock {
     });
   }
 
-  /// x (T, H) in place: x = x + attn(x), then x = x + mlp(x).
+  /// Whether the feed-forward part reports MoE routing decisions.
+  static constexpr bool kRoutes =
+      requires(const FeedForward& f, const typename FeedForward::Weights& w, MatrixView<float> x,
+               MoERouting* r) { f.forward(w, x, x, r); };
+
+  /// x (T, H) in place: x = x + attn(x), then x = x + mlp(x). `observe` is
+  /// given what it asks for (model/observer.hpp); with NoObserver this is
+  /// exactly the two calls.
   template <class Observer>
   void forward(const Weights& w, MatrixView<float> x, LayerKVCache& cache, index_t first_position,
                int layer, Observer&& observe) const {
+    using O = std::remove_cvref_t<Observer>;
+    if constexpr (ObservesResidual<O>) notify_residual(observe, layer, BlockStage::input, x);
+    if constexpr (ObservesAttention<O> && ProvidesAttentionMaps<Attention>) {
+      // Before the step: the cache still holds exactly the earlier keys.
+      const std::vector<index_t> heads = observe.attention_heads(layer);
+      if (!heads.empty()) {
+        observe.attention(layer, attention_probabilities(attn_, w.attn, MatrixView<const float>(x),
+                                                         first_position, heads, &cache));
+      }
+    }
     attn_.forward(w.attn, x, x, cache, first_position);
-    observe(layer, BlockStage::attention_out, MatrixView<const float>(x));
-    mlp_.forward(w.mlp, x, x);
-    observe(layer, BlockStage::mlp_out, MatrixView<const float>(x));
+    if constexpr (ObservesResidual<O>) notify_residual(observe, layer, BlockStage::attention_out, x);
+    if constexpr (ObservesRouting<O> && kRoutes) {
+      MoERouting routing;
+      mlp_.forward(w.mlp, x, x, &routing);
+      observe.routing(layer, routing);
+    } else {
+      mlp_.forward(w.mlp, x, x);
+    }
+    if constexpr (ObservesResidual<O>) notify_residual(observe, layer, BlockStage::mlp_out, x);
   }
 
  private:

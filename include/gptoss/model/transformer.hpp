@@ -177,8 +177,9 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
   }
 
   /// Feeds `tokens` to `seq` (a prefill when seq is empty, a decode step for
-  /// one token) and returns their logits (T, V). `observe(layer, stage, x)`
-  /// sees the residual stream after each attention and MLP block.
+  /// one token) and returns their logits (T, V). `observe` (model/observer.hpp)
+  /// gets the residual streams, routing and attention maps it asks for; the
+  /// default NoObserver asks for nothing and adds nothing.
   template <class Observer = NoObserver>
   Tensor<float, 2> forward(Sequence& seq, std::span<const std::int32_t> tokens,
                            Observer&& observe = {}) const {
