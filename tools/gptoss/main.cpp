@@ -6,6 +6,8 @@
 //                  --out FILE.safetensors [--prefill N] [--reference F]
 //   gptoss info    --model DIR
 //   gptoss compare A.safetensors B.safetensors [--tensor NAME] [--tolerance R]
+//   gptoss quantize --model DIR --out DIR2 --format mxfp4|nvfp4 [--modules experts|all]
+//                   [--scale ocp|search] [--reference-tokens T] [--report FILE.json]
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -14,6 +16,7 @@
 
 #include "bench_command.hpp"
 #include "model_commands.hpp"
+#include "quantize_command.hpp"
 #include "text_commands.hpp"
 
 int main(int argc, char** argv) {
@@ -23,6 +26,7 @@ int main(int argc, char** argv) {
   gptoss::cli::add_model_commands(app, action);
   gptoss::cli::add_text_commands(app, action);
   gptoss::cli::add_bench_command(app, action);
+  gptoss::cli::add_quantize_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
