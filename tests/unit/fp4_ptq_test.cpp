@@ -154,7 +154,7 @@ TEMPLATE_TEST_CASE_SIG("MXFP4 PTQ: a float copy of MXFP4 weights quantizes back 
   std::size_t changed_codes = 0;
   for (const auto& w : views) {
     const Tensor<float, 2> x = dequantize(w);
-    for (float v : x.storage()) REQUIRE(bf16::from_float(v).to_float() == v);
+    CHECK(std::all_of(x.storage().begin(), x.storage().end(), [](float v) { return bf16::from_float(v).to_float() == v; }));
     const auto q = FP4Tensor<MXFP4Checkpoint>::quantize(x.view(), R);
     const Tensor<float, 2> y = dequantize(q.view());
     for (index_t i = 0; i < x.size(); ++i) {
@@ -276,7 +276,7 @@ TEST_CASE("NVFP4: the power-of-two global scale makes every decoded value exact 
   CHECK(q.global_scale() >= amax / 2688.0);
   CHECK(q.global_scale() < 2.0 * amax / 2688.0);
   const Tensor<float, 2> y = dequantize(q.view());
-  for (float v : y.storage()) REQUIRE(bf16::from_float(v).to_float() == v);
+  CHECK(std::all_of(y.storage().begin(), y.storage().end(), [](float v) { return bf16::from_float(v).to_float() == v; }));
 }
 
 TEST_CASE("NVFP4: experts decode through decode_row in the linear and MoE reference paths", "[nvfp4][moe]") {
@@ -311,7 +311,7 @@ TEST_CASE("NVFP4: experts decode through decode_row in the linear and MoE refere
   Tensor<float, 2> yq({6, p.hidden}), yd({6, p.hidden});
   MoEBlock<FP4TensorView<NVFP4>, cpu_reference>(p).forward(wq, x.view(), yq.view());
   MoEBlock<MatrixView<const float>, cpu_reference>(p).forward(wd, x.view(), yd.view());
-  for (index_t i = 0; i < yq.size(); ++i) REQUIRE(yq.storage()[i] == yd.storage()[i]);
+  CHECK(yq.storage() == yd.storage());
   // The MoE output moved away from x: the experts did contribute.
   double moved = 0.0;
   for (index_t i = 0; i < yq.size(); ++i) moved += std::fabs(yq.storage()[i] - x.storage()[i]);
