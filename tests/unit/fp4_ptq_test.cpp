@@ -172,6 +172,9 @@ TEST_CASE("MXFP4 PTQ: the search rule keeps the best of the OCP scale and its ne
   Rng rng(5);
   Tensor<float, 2> x = gaussian_matrix(rng, 32, 512, 0.02f);
   for (index_t c = 0; c < 512; c += 97) x(3, c) = 0.0f;
+  // A block where the smaller scale wins: 4 clips to 6 at 2^(e0-1), but 31
+  // elements of 0.25 (a tie that rounds to 0 at 2^e0) become exact.
+  for (index_t c = 0; c < 32; ++c) x(5, c) = c == 0 ? 4.0f / 64 : 0.25f / 64;
   const auto ocp = FP4Tensor<MXFP4Checkpoint>::quantize(x.view(), ScaleRule::ocp);
   const auto search = FP4Tensor<MXFP4Checkpoint>::quantize(x.view(), ScaleRule::search);
   const Tensor<float, 2> yo = dequantize(ocp.view()), ys = dequantize(search.view());
@@ -210,6 +213,7 @@ TEST_CASE("MXFP4 PTQ: the search rule keeps the best of the OCP scale and its ne
     }
   }
   CHECK(moved > 0);
+  CHECK(e8m0::exponent(search.scales()[5 * 16]) == -7);  // 2^(e0 - 1), e0 = log2(4/64) - 2
   CHECK(sse_search < sse_ocp);
 }
 
