@@ -40,10 +40,7 @@ const MoEWeights<FP4TensorView<NVFP4>>& mlp_of(const NVFP4Model& m, int layer) {
 
 TEST_CASE("quantize_checkpoint: NVFP4 experts are written, loaded in both layouts and reported", "[quantize][nvfp4]") {
   const fs::path src = test::golden_dir() / "tiny", out = scratch("nvfp4"), hf = scratch("nvfp4_hf");
-  QuantizeOptions options;
-  options.format = "nvfp4";
-  options.scale = ScaleRule::search;
-  const QuantizeReport report = quantize_checkpoint(src, out, options);
+  const QuantizeReport report = quantize_checkpoint(src, out, {.format = "nvfp4", .scale = ScaleRule::search});
   const auto original = load_checkpoint<MXFP4Model>(src);
   const auto quantized = load_checkpoint<NVFP4Model>(out);
   write_checkpoint(quantized, hf, CheckpointLayout::hugging_face, 2);
@@ -112,5 +109,42 @@ TEST_CASE("quantize_checkpoint: expert formats the model type does not hold are 
   REQUIRE_THROWS_MATCHES(quantize_checkpoint(src, out, options), RangeError, test::MessageHas({"'fp3'"}));
   options.format = "mxfp4";
   REQUIRE_THROWS_MATCHES(quantize_checkpoint(src, src, options), RangeError, test::MessageHas({"is the checkpoint being read"}));
+  fs::remove_all(out);
+}
+
+TEST_CASE("quantize_checkpoint: --modules all stores quantize-dequantized attention and embeddings as bf16",
+          "[quantize][simulated]") {
+  const fs::path src = test::golden_dir() / "tiny", out = scratch("all");
+  const QuantizeReport report = quantize_checkpoint(src, out, {.format = "nvfp4", .modules = QuantModules::all});
+  const auto original = load_checkpoint<MXFP4Model>(src);
+  const auto quantized = load_checkpoint<NVFP4Model>(out);
+  // Each (rows, cols) bf16 matrix equals its NVFP4 quantize-dequantize (power-of-two global scale).
+  const auto expect_simulated = [](MatrixView<const bf16> before, MatrixView<const bf16> after, const char* what) {
+    Tensor<float, 2> x({before.extent(0), before.extent(1)});
+    for (index_t i = 0; i < x.size(); ++i) x.storage()[static_cast<std::size_t>(i)] = before.data()[i].to_float();
+    const Tensor<float, 2> want =
+        dequantize(FP4Tensor<NVFP4>::quantize(x.view(), ScaleRule::ocp, GlobalScale::power_of_two).view());
+    std::size_t mismatches = 0, changed = 0;
+    for (index_t i = 0; i < x.size(); ++i) {
+      mismatches += after.data()[i].to_float() != want.storage()[static_cast<std::size_t>(i)];
+      changed += after.data()[i].to_float() != x.storage()[static_cast<std::size_t>(i)];
+    }
+    INFO(what);
+    CHECK(mismatches == 0);
+    CHECK(changed > 0);
+  };
+  expect_simulated(original.weights().embedding.table, quantized.weights().embedding.table, "embedding");
+  expect_simulated(original.weights().unembedding.weight, quantized.weights().unembedding.weight, "unembedding");
+  const auto& a0 = std::get<0>(original.weights().blocks)[0].attn;
+  const auto& q0 = std::get<0>(quantized.weights().blocks)[0].attn;
+  expect_simulated(a0.out_weight, q0.out_weight, "block 0 out");
+  // QKV is quantized as one matrix (one global scale): its rows are contiguous in the original layout.
+  const index_t qkv_rows = a0.q_weight.extent(0) + a0.k_weight.extent(0) + a0.v_weight.extent(0);
+  expect_simulated(MatrixView<const bf16>(a0.q_weight.data(), {qkv_rows, a0.q_weight.extent(1)}),
+                   MatrixView<const bf16>(q0.q_weight.data(), {qkv_rows, q0.q_weight.extent(1)}), "block 0 qkv");
+  CHECK(q0.sinks.data()[0].to_float() == a0.sinks.data()[0].to_float());
+  std::size_t simulated = 0;
+  for (const auto& t : report.tensors) simulated += t.simulated;
+  CHECK(simulated == 2 + 2 * static_cast<std::size_t>(original.dims().num_layers));
   fs::remove_all(out);
 }
