@@ -8,6 +8,8 @@
 //                   [--dump-layers 0,3] [--dump-heads 1,5]]
 //   gptoss info    --model DIR
 //   gptoss compare A.safetensors B.safetensors [--tensor NAME] [--tolerance R]
+//   gptoss quantize --model DIR --out DIR2 --format mxfp4|nvfp4 [--modules experts|all]
+//                   [--scale ocp|search] [--reference-tokens T] [--report FILE.json]
 #include <CLI/CLI.hpp>
 
 #include <exception>
@@ -16,6 +18,7 @@
 
 #include "bench_command.hpp"
 #include "model_commands.hpp"
+#include "quantize_command.hpp"
 #include "text_commands.hpp"
 
 int main(int argc, char** argv) {
@@ -25,6 +28,7 @@ int main(int argc, char** argv) {
   gptoss::cli::add_model_commands(app, action);
   gptoss::cli::add_text_commands(app, action);
   gptoss::cli::add_bench_command(app, action);
+  gptoss::cli::add_quantize_command(app, action);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

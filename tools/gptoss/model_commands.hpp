@@ -1,4 +1,4 @@
-// gptoss CLI: the model subcommands (forward, info, compare).
+// gptoss CLI: the model subcommands (forward, info, synth, convert, compare).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -119,14 +119,10 @@ struct DumpOptions {
   std::string what = "residual,router,attention", layers, heads;
 };
 
-inline int run_forward(const std::string& model_dir, const std::string& tokens_text,
-                const std::string& tokens_file, const std::string& out_path, int prefill,
-                long long max_context, const std::string& reference, double tolerance,
-                const DumpOptions& dump = {}) {
-  std::vector<std::int32_t> tokens =
-      tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
-  if (tokens.empty()) throw RangeError("the token list is empty");
-  const auto model = load_checkpoint(model_dir);
+template <class Model>
+int forward_tokens(const Model& model, const std::string& model_dir, std::vector<std::int32_t> tokens,
+                   const std::string& out_path, int prefill, long long max_context,
+                   const std::string& reference, double tolerance, const DumpOptions& dump) {
   check_token_ids(tokens, model.dims().vocab);
   const index_t t_count = static_cast<index_t>(tokens.size());
   const index_t vocab = model.dims().vocab;
@@ -203,6 +199,20 @@ inline int run_forward(const std::string& model_dir, const std::string& tokens_t
     return c.relative <= tolerance ? 0 : 2;
   }
   return 0;
+}
+
+/// Runs the checkpoint in model_dir (MXFP4 or NVFP4 experts, as its config
+/// names) on the tokens and writes the logits.
+inline int run_forward(const std::string& model_dir, const std::string& tokens_text,
+                const std::string& tokens_file, const std::string& out_path, int prefill,
+                long long max_context, const std::string& reference, double tolerance,
+                const DumpOptions& dump = {}) {
+  std::vector<std::int32_t> tokens =
+      tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
+  if (tokens.empty()) throw RangeError("the token list is empty");
+  return with_checkpoint_model(model_dir, [&](const auto& model) {
+    return forward_tokens(model, model_dir, tokens, out_path, prefill, max_context, reference, tolerance, dump);
+  });
 }
 
 /// 3.27e9 -> "3.27 GB".
@@ -336,9 +346,10 @@ inline int run_info(const std::string& model_dir, bool dry_run, bool touch) {
 inline int run_convert(const std::string& model_dir, const std::string& out_dir, const std::string& layout,
                        int shards) {
   if (layout != "original" && layout != "hf") throw RangeError("--layout must be 'original' or 'hf', got '" + layout + "'");
-  const auto model = load_checkpoint(model_dir);
-  write_checkpoint(model, out_dir, layout == "hf" ? CheckpointLayout::hugging_face : CheckpointLayout::original,
-                   shards);
+  with_checkpoint_model(model_dir, [&](const auto& model) {
+    write_checkpoint(model, out_dir, layout == "hf" ? CheckpointLayout::hugging_face : CheckpointLayout::original,
+                     shards);
+  });
   std::cout << "wrote " << out_dir << " (" << (layout == "hf" ? "hugging_face" : "original") << " layout, "
             << shards << " file" << (shards == 1 ? "" : "s") << ")\n";
   return 0;

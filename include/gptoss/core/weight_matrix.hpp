@@ -1,5 +1,5 @@
 // The WeightMatrix concept: any (rows, cols) matrix a linear layer can
-// multiply by, whatever its storage (float, bf16, MXFP4). Kernels see weights
+// multiply by, whatever its storage (float, bf16, MXFP4, NVFP4). Kernels see weights
 // only through rows(), cols() and decode_row(), so a new storage format plugs
 // in by providing these three free functions.
 #pragma once
@@ -52,6 +52,6 @@ concept WeightMatrix = requires(const W& w, index_t r, std::span<float> out) {
 };
 
 static_assert(WeightMatrix<MatrixView<const float>> && WeightMatrix<MatrixView<const bf16>> &&
-              WeightMatrix<FP4TensorView<MXFP4Checkpoint>>);
+              WeightMatrix<FP4TensorView<MXFP4Checkpoint>> && WeightMatrix<FP4TensorView<NVFP4>>);
 
 }  // namespace gptoss

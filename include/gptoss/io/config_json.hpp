@@ -47,6 +47,22 @@ inline int config_int(const nlohmann::json& j, const std::string& key, const std
 
 }  // namespace detail
 
+/// The expert weights' format a config.json names in
+/// quantization_config.quant_method ("mxfp4" or "nvfp4"; either layout), or
+/// "" when it has no quantization_config. Anything else is a ConfigError.
+inline std::string parse_quant_method(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("quantization_config")) return "";
+  const auto& q = j["quantization_config"];
+  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
+                                 ? q["quant_method"].get<std::string>()
+                                 : "";
+  if (method != "mxfp4" && method != "nvfp4") {
+    throw ConfigError(where + ": quantization_config.quant_method '" + method +
+                      "' is not supported (MXFP4 and NVFP4 expert weights are)");
+  }
+  return method;
+}
+
 /// ModelDims from a parsed config object in the original gpt-oss layout
 /// (num_hidden_layers, num_experts, experts_per_token, rope_scaling_factor,
 /// ...). `where` names the source in error messages. The result is validated.
@@ -82,7 +98,7 @@ inline ModelDims parse_original_config(const nlohmann::json& j, const std::strin
 /// (YaRN: factor, beta_fast, beta_slow, original_max_position_embeddings,
 /// truncate — missing means true, as in transformers), layer_types (must be
 /// the gpt-oss alternation: sliding on even layers) and quantization_config
-/// (MXFP4 experts). The result is validated.
+/// (MXFP4 or NVFP4 experts, parse_quant_method). The result is validated.
 inline ModelDims parse_hf_config(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object()) throw ConfigError(where + ": not a JSON object");
   using detail::config_int;
@@ -145,16 +161,7 @@ inline ModelDims parse_hf_config(const nlohmann::json& j, const std::string& whe
       }
     }
   }
-  if (j.contains("quantization_config")) {
-    const auto& q = j["quantization_config"];
-    const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
-                                   ? q["quant_method"].get<std::string>()
-                                   : "";
-    if (method != "mxfp4") {
-      throw ConfigError(where + ": quantization_config.quant_method '" + method +
-                        "' is not supported (MXFP4 expert weights are)");
-    }
-  }
+  parse_quant_method(j, where);
   if (!d.valid()) throw ConfigError(where + ": " + d.first_violation());
   return d;
 }

@@ -2,7 +2,10 @@
 // directory with config.json and model.safetensors, tensors named
 // "embedding.weight", "block.{i}.attn.qkv.weight", ...,
 // "block.{i}.mlp.mlp1_weight.blocks" / ".scales" (MXFP4), "norm.scale",
-// "unembedding.weight".
+// "unembedding.weight". NVFP4 experts (config.json quantization_config
+// quant_method "nvfp4") store blocks (E, R, C/16, 8) U8, scales (E, R, C/16)
+// U8 holding E4M3 bytes and ".global_scale" (E) F32; the model type must
+// match the format the config names (FormatError otherwise).
 //
 // Loading maps the file and binds the model's weight views to the mapped
 // bytes: bf16 tensors and MXFP4 blocks/scales are used in place, never
@@ -115,9 +118,23 @@ class WeightBinder {
     const auto blocks = fb->template view<std::uint8_t, 4>(
         blocks_name, {shape[0], shape[1], groups, Format::kBytesPerBlock});
     const auto scales = fs->template view<std::uint8_t, 3>(scales_name, {shape[0], shape[1], groups});
+    std::vector<float> global(static_cast<std::size_t>(shape[0]), 1.0f);
+    if constexpr (Format::kHasGlobalScale) {
+      const std::string global_name = stored_fp4_global_name(layout_, name);
+      const auto* fg = lookup(global_name);
+      if (fg == nullptr) return;
+      const auto g = fg->template view<float, 1>(global_name, {shape[0]});
+      for (index_t e = 0; e < shape[0]; ++e) {
+        if (!(std::isfinite(g[e]) && g[e] > 0.0f)) {
+          throw FormatError("'" + fg->path().string() + "': tensor '" + global_name + "' element " +
+                            std::to_string(e) + " is " + std::to_string(g[e]) + ", not a positive finite scale");
+        }
+        global[static_cast<std::size_t>(e)] = g[e];
+      }
+    }
     experts.clear();
     for (index_t e = 0; e < shape[0]; ++e) {
-      experts.push_back(FP4TensorView<Format>::from_blocks(blocks[e], scales[e]));
+      experts.push_back(FP4TensorView<Format>::from_blocks(blocks[e], scales[e], global[static_cast<std::size_t>(e)]));
     }
   }
 
@@ -196,6 +213,42 @@ void bind_weights(Model& model, const TensorSource& source, CheckpointLayout lay
   for (const auto& f : source.files()) model.keep_alive(f);
 }
 
+namespace detail {
+
+/// Visitor that finds the FP4 format of a model's expert matrices.
+struct ExpertFormatProbe {
+  std::string format;  // Format::kName, or "" when the experts are not FP4
+  template <class Format>
+  void operator()(const std::string&, const std::vector<FP4TensorView<Format>>&, const std::array<index_t, 3>&) {
+    format = Format::kName;
+  }
+  template <class... A>
+  void operator()(const A&...) {}
+};
+
+}  // namespace detail
+
+/// The FP4 format of Model's experts ("mxfp4", "nvfp4"), or "" for others.
+template <class Model>
+std::string expert_format(const Model& model) {
+  detail::ExpertFormatProbe probe;
+  model.visit_weights(model.weights(), probe);
+  return probe.format;
+}
+
+/// Throws FormatError when a checkpoint's config names an expert format
+/// (quant_method; none means gpt-oss's MXFP4) that Model does not hold.
+template <class Model>
+void check_expert_format(const Model& model, const std::string& quant_method, const std::string& where) {
+  const std::string expected = expert_format(model);
+  const std::string stored = quant_method.empty() ? "mxfp4" : quant_method;
+  if ((!expected.empty() && expected != stored) || (expected.empty() && !quant_method.empty() && stored != "mxfp4")) {
+    throw FormatError(where + " stores its expert weights as " + stored +
+                      (quant_method.empty() ? " (config.json has no quantization_config)" : " (config.json quantization_config)") +
+                      ", but the model type expects " + (expected.empty() ? "dense" : expected) + " experts");
+  }
+}
+
 /// Loads an original-layout checkpoint directory (config.json +
 /// model.safetensors). Model is a Transformer type; DynamicConfig takes the
 /// dims from config.json, a fixed config requires them to match.
@@ -204,8 +257,10 @@ Model load_original_checkpoint(const std::filesystem::path& dir) {
   if (!std::filesystem::is_directory(dir)) {
     throw FormatError("checkpoint directory '" + dir.string() + "' does not exist");
   }
-  const ModelDims dims = io::read_original_config(dir / "config.json");
-  Model model(dims);
+  const nlohmann::json config = io::read_json_file(dir / "config.json");
+  const std::string where = "'" + (dir / "config.json").string() + "'";
+  Model model(io::parse_original_config(config, where));
+  check_expert_format(model, io::parse_quant_method(config, where), "checkpoint '" + dir.string() + "'");
   TensorSource source;
   source.add(std::make_shared<const io::SafetensorsFile>(dir / "model.safetensors"));
   bind_weights(model, source, CheckpointLayout::original, "checkpoint '" + dir.string() + "'");
@@ -219,6 +274,7 @@ struct CheckpointInfo {
   ModelDims dims;
   std::vector<std::filesystem::path> files;  // safetensors files (shards) in load order
   std::map<std::string, std::string> weight_map;  // tensor -> shard file name (sharded only)
+  std::string quant_method;  // config.json quantization_config.quant_method: "mxfp4", "nvfp4" or ""
 };
 
 namespace detail {
@@ -250,6 +306,7 @@ inline CheckpointInfo inspect_checkpoint(const std::filesystem::path& dir) {
   const bool hf = config.is_object() && (config.contains("num_local_experts") || config.contains("model_type"));
   info.layout = hf ? CheckpointLayout::hugging_face : CheckpointLayout::original;
   info.dims = hf ? io::parse_hf_config(config, where) : io::parse_original_config(config, where);
+  info.quant_method = io::parse_quant_method(config, where);
 
   const fs::path index_path = dir / "model.safetensors.index.json";
   if (fs::exists(index_path)) {
@@ -282,6 +339,7 @@ template <class Model = Transformer<>>
 Model load_checkpoint(const std::filesystem::path& dir) {
   const CheckpointInfo info = inspect_checkpoint(dir);
   Model model(info.dims);
+  check_expert_format(model, info.quant_method, "checkpoint '" + info.dir.string() + "'");
   TensorSource source;
   for (const auto& file : info.files) {
     if (!std::filesystem::exists(file)) {
@@ -373,10 +431,14 @@ class WeightCollector {
                   const std::array<index_t, 3>& shape) {
     auto& blocks = buffer();
     auto& scales = buffer();
+    auto& global = buffer();
     for (const auto& w : experts) {
       const index_t nblocks = w.rows() * w.blocks_per_row();
       blocks.insert(blocks.end(), w.blocks(), w.blocks() + nblocks * Format::kBytesPerBlock);
       scales.insert(scales.end(), w.scales(), w.scales() + nblocks);
+      const float g = w.global_scale();
+      const auto* p = reinterpret_cast<const std::uint8_t*>(&g);
+      global.insert(global.end(), p, p + sizeof(float));
     }
     const index_t groups = shape[2] / Format::kBlockSize;
     const auto [blocks_name, scales_name] = stored_fp4_names(layout_, name);
@@ -384,6 +446,10 @@ class WeightCollector {
                         std::as_bytes(std::span<const std::uint8_t>(blocks))});
     records_.push_back({scales_name, DType::U8, {shape[0], shape[1], groups},
                         std::as_bytes(std::span<const std::uint8_t>(scales))});
+    if constexpr (Format::kHasGlobalScale) {
+      records_.push_back({stored_fp4_global_name(layout_, name), DType::F32, {shape[0]},
+                          std::as_bytes(std::span<const std::uint8_t>(global))});
+    }
   }
 
   template <class Format>
@@ -463,6 +529,7 @@ class TensorPlanner {
     const index_t groups = shape[2] / Format::kBlockSize;
     add(blocks, DType::U8, std::array{shape[0], shape[1], groups, index_t{Format::kBytesPerBlock}});
     add(scales, DType::U8, std::array{shape[0], shape[1], groups});
+    if constexpr (Format::kHasGlobalScale) add(stored_fp4_global_name(layout_, name), DType::F32, std::array{shape[0]});
   }
   template <class Format>
   void operator()(const std::string& name, const FP4TensorView<Format>&, const std::array<index_t, 2>& shape) {
@@ -592,11 +659,16 @@ void write_checkpoint_files(const std::filesystem::path& dir, CheckpointLayout l
                             std::vector<io::TensorSpec> specs, int shards, WriteData&& write_data) {
   if (shards < 1) throw RangeError("write_checkpoint: shards must be at least 1");
   std::filesystem::create_directories(dir);
-  bool mxfp4 = false;
-  for (const auto& t : specs) mxfp4 = mxfp4 || t.name.ends_with("blocks");
-  detail::write_json(dir / "config.json", layout == CheckpointLayout::original
-                                              ? nlohmann::ordered_json(original_config_json(dims))
-                                              : hf_config_json(dims, mxfp4));
+  bool mxfp4 = false, nvfp4 = false;
+  for (const auto& t : specs) {
+    mxfp4 = mxfp4 || t.name.ends_with("blocks");
+    nvfp4 = nvfp4 || t.name.ends_with("global_scale");
+  }
+  nlohmann::ordered_json config = layout == CheckpointLayout::original
+                                      ? nlohmann::ordered_json(original_config_json(dims))
+                                      : hf_config_json(dims, mxfp4);
+  if (nvfp4) config["quantization_config"] = {{"quant_method", "nvfp4"}};  // NVFP4 experts, either layout
+  detail::write_json(dir / "config.json", config);
   const std::map<std::string, std::string> metadata{
       {"format", layout == CheckpointLayout::original ? "gpt-oss original checkpoint layout" : "pt"}};
   const auto write_file = [&](const std::filesystem::path& path, std::vector<io::TensorSpec> part) {
@@ -630,22 +702,29 @@ void write_checkpoint_files(const std::filesystem::path& dir, CheckpointLayout l
                      {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}});
 }
 
+/// Writes tensors already named and split for `layout` as a checkpoint for
+/// dims (see write_checkpoint_files).
+inline void write_checkpoint_records(const std::vector<io::TensorRecord>& records, const std::filesystem::path& dir,
+                                     CheckpointLayout layout, const ModelDims& dims, int shards = 1) {
+  std::vector<io::TensorSpec> specs;
+  std::map<std::string, const io::TensorRecord*> by_name;
+  for (const auto& r : records) {
+    specs.push_back({r.name, r.dtype, r.shape});
+    by_name[r.name] = &r;
+  }
+  write_checkpoint_files(dir, layout, dims, std::move(specs), shards,
+                         [&](const io::TensorSpec& spec, io::SafetensorsStreamWriter& writer) {
+                           writer.write(by_name.at(spec.name)->data);
+                         });
+}
+
 /// Writes `model`'s weights as a checkpoint in `layout` (see write_checkpoint_files).
 template <class Model>
 void write_checkpoint(const Model& model, const std::filesystem::path& dir, CheckpointLayout layout,
                       int shards = 1) {
   detail::WeightCollector collector(layout);
   model.visit_weights(model.weights(), collector);
-  std::vector<io::TensorSpec> specs;
-  std::map<std::string, const io::TensorRecord*> by_name;
-  for (const auto& r : collector.records()) {
-    specs.push_back({r.name, r.dtype, r.shape});
-    by_name[r.name] = &r;
-  }
-  write_checkpoint_files(dir, layout, model.dims(), std::move(specs), shards,
-                         [&](const io::TensorSpec& spec, io::SafetensorsStreamWriter& writer) {
-                           writer.write(by_name.at(spec.name)->data);
-                         });
+  write_checkpoint_records(collector.records(), dir, layout, model.dims(), shards);
 }
 
 /// Writes `model` as an original-layout checkpoint: dir/config.json and

@@ -7,6 +7,7 @@
 //   hugging_face  the transformers names ("model.layers.3.self_attn.q_proj.weight",
 //                 "model.layers.3.mlp.experts.gate_up_proj_blocks", "lm_head.weight");
 //                 MXFP4 as NAME_blocks / NAME_scales; Q, K and V as three tensors.
+// NVFP4 experts add NAME.global_scale (original) / NAME_global_scale (HF).
 // RowSplit is the slot type for one logical tensor whose rows several views
 // share (Q, K, V of the merged projection): a layout either stores it whole
 // or stores each part.
@@ -93,6 +94,11 @@ inline std::pair<std::string, std::string> stored_fp4_names(CheckpointLayout lay
   const std::string stem = stored_name(layout, name);
   return layout == CheckpointLayout::original ? std::pair{stem + ".blocks", stem + ".scales"}
                                               : std::pair{stem + "_blocks", stem + "_scales"};
+}
+
+/// Stored name of an NVFP4 tensor's per-expert global scales (F32 (E)).
+inline std::string stored_fp4_global_name(CheckpointLayout layout, const std::string& name) {
+  return stored_name(layout, name) + (layout == CheckpointLayout::original ? ".global_scale" : "_global_scale");
 }
 
 /// Stored names of each part of a row-split tensor, or an empty list when

@@ -44,7 +44,7 @@ class ParameterCounter {
   template <class Format>
   void operator()(const std::string& name, const std::vector<FP4TensorView<Format>>&,
                   const std::array<index_t, 3>& shape) {
-    add(name, shape, "MXFP4", (Format::kBytesPerBlock + 1.0) / Format::kBlockSize);
+    add(name, shape, Format::kHasGlobalScale ? "NVFP4" : "MXFP4", (Format::kBytesPerBlock + 1.0) / Format::kBlockSize);
   }
   template <class Format, std::size_t R>
   void operator()(const std::string& name, const FP4TensorView<Format>&, const std::array<index_t, R>& shape) {

@@ -146,13 +146,17 @@ class RandomFiller {
         std::memcpy(blocks.data() + 8 * i, &r, 8);
       }
     });
+    // NVFP4: E4M3 scale codes 0x37..0x39 (0.9375..1.125) and the power of
+    // two as the global scale.
+    const int scale_base = Format::kHasGlobalScale ? 0x38 : base;
+    const float global = Format::kHasGlobalScale ? std::ldexp(1.0f, base - 127) : 1.0f;
     fill_in_chunks(nblocks, seed_for(name + ".scales"), [&](SplitMix64& rng, std::size_t begin, std::size_t end) {
-      for (std::size_t i = begin; i < end; ++i) scales[i] = static_cast<std::uint8_t>(base + static_cast<int>(rng.next() % 3) - 1);
+      for (std::size_t i = begin; i < end; ++i) scales[i] = static_cast<std::uint8_t>(scale_base + static_cast<int>(rng.next() % 3) - 1);
     });
     experts.clear();
     for (index_t e = 0; e < shape[0]; ++e) {
       experts.emplace_back(blocks.data() + e * per_expert_blocks * Format::kBytesPerBlock,
-                           scales.data() + e * per_expert_blocks, shape[1], shape[2]);
+                           scales.data() + e * per_expert_blocks, shape[1], shape[2], global);
     }
   }
 
