@@ -237,7 +237,55 @@ __global__ void combine_kernel(const float* x, const float* y, const int32_t* po
   }
 }
 
+// --- Random fill (benchmarks): splitmix64 of (seed, index) ----------------------
+
+__device__ std::uint64_t mix(std::uint64_t z) {
+  z += 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+__global__ void fill_bf16_kernel(uint16_t* p, std::size_t n, std::uint64_t seed, float lo, float hi) {
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const float u = static_cast<float>(mix(seed ^ (i * 0xd1342543de82ef95ull)) >> 40) * 0x1p-24f;
+    const float v = lo + (hi - lo) * u;
+    p[i] = static_cast<uint16_t>(__float_as_uint(v) >> 16);  // truncation is fine for random data
+  }
+}
+
+__global__ void fill_mxfp4_kernel(std::uint8_t* blocks, std::uint8_t* scales, std::size_t groups,
+                                  std::uint64_t seed, int scale_byte) {
+  for (std::size_t g = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; g < groups;
+       g += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const std::uint64_t a = mix(seed ^ (2 * g)), b = mix(seed ^ (2 * g + 1));
+    uint4 v;
+    v.x = static_cast<unsigned>(a);
+    v.y = static_cast<unsigned>(a >> 32);
+    v.z = static_cast<unsigned>(b);
+    v.w = static_cast<unsigned>(b >> 32);
+    reinterpret_cast<uint4*>(blocks)[g] = v;
+    scales[g] = static_cast<std::uint8_t>(scale_byte - 1 + static_cast<int>(mix(seed + g) % 3));
+  }
+}
+
 }  // namespace
+
+void fill_random(bf16* p, std::size_t n, std::uint64_t seed, float lo, float hi, stream_t stream) {
+  if (n == 0) return;
+  fill_bf16_kernel<<<1024, 256, 0, stream>>>(reinterpret_cast<uint16_t*>(p), n, seed, lo, hi);
+  check_launch("fill_bf16_kernel");
+}
+
+void fill_random_mxfp4(std::uint8_t* blocks, std::uint8_t* scales, std::size_t groups, std::uint64_t seed,
+                       std::uint8_t scale_byte, stream_t stream) {
+  require(scale_byte >= 1 && scale_byte <= 253, "fill_random_mxfp4: scale byte " + std::to_string(scale_byte) +
+                                                    " must leave room for +-1");
+  if (groups == 0) return;
+  fill_mxfp4_kernel<<<1024, 256, 0, stream>>>(blocks, scales, groups, seed, scale_byte);
+  check_launch("fill_mxfp4_kernel");
+}
 
 void rms_norm(const float* x, int tokens, int dim, const bf16* scale, float eps, float* out,
               stream_t stream) {

@@ -50,6 +50,21 @@ struct CudaTransformer::Weights {
   DeviceBuffer<double> inv_freq;  // (D/2)
   double concentration = 1.0;
   std::size_t bytes = 0;
+
+  /// Uploads the YaRN frequencies and counts the weight bytes.
+  void finish() {
+    const YaRNRope<cpu_reference> rope(dims.rope(), 0);
+    inv_freq = DeviceBuffer<double>(std::span<const double>(rope.inv_freq()));
+    concentration = rope.concentration();
+    bytes = embedding.bytes() + norm.bytes() + unembedding.bytes();
+    for (const Layer& l : layers) {
+      for (const auto* b : {&l.attn_norm, &l.qkv_weight, &l.qkv_bias, &l.sinks, &l.out_weight, &l.out_bias,
+                            &l.mlp_norm, &l.gate_weight, &l.gate_bias, &l.mlp1_bias, &l.mlp2_bias}) {
+        bytes += b->bytes();
+      }
+      bytes += l.mlp1_blocks.bytes() + l.mlp1_scales.bytes() + l.mlp2_blocks.bytes() + l.mlp2_scales.bytes();
+    }
+  }
 };
 
 CudaTransformer::CudaTransformer(const HostModel& host, ModelOptions options)
@@ -88,17 +103,61 @@ CudaTransformer::CudaTransformer(const HostModel& host, ModelOptions options)
     l.mlp2_bias = upload(m.mlp2_bias);
     upload_experts(m.mlp1_weight, l.mlp1_blocks, l.mlp1_scales);
     upload_experts(m.mlp2_weight, l.mlp2_blocks, l.mlp2_scales);
-    for (const auto* b : {&l.attn_norm, &l.qkv_weight, &l.qkv_bias, &l.sinks, &l.out_weight, &l.out_bias,
-                          &l.mlp_norm, &l.gate_weight, &l.gate_bias, &l.mlp1_bias, &l.mlp2_bias}) {
-      w_->bytes += b->bytes();
-    }
-    w_->bytes += l.mlp1_blocks.bytes() + l.mlp1_scales.bytes() + l.mlp2_blocks.bytes() + l.mlp2_scales.bytes();
     w_->layers.push_back(std::move(l));
   }
-  w_->bytes += w_->embedding.bytes() + w_->norm.bytes() + w_->unembedding.bytes();
-  const YaRNRope<cpu_reference> rope(d.rope(), 0);
-  w_->inv_freq = DeviceBuffer<double>(std::span<const double>(rope.inv_freq()));
-  w_->concentration = rope.concentration();
+  w_->finish();
+}
+
+CudaTransformer::CudaTransformer(std::unique_ptr<Weights> w) : w_(std::move(w)) {}
+
+CudaTransformer CudaTransformer::random(const ModelDims& d, std::uint64_t seed, ModelOptions options) {
+  validate(d);
+  auto w = std::make_unique<Weights>();
+  w->dims = d;
+  w->options = options;
+  std::uint64_t next_seed = seed * 0x9e3779b97f4a7c15ull;
+  const auto bf16_buffer = [&](std::size_t n, float amplitude, float center = 0.0f) {
+    DeviceBuffer<bf16> b(n);
+    fill_random(b.data(), n, ++next_seed, center - amplitude, center + amplitude);
+    return b;
+  };
+  // Weights of magnitude about 1/sqrt(fan-in) keep activations of order 1.
+  const auto fan_in = [](int cols) { return 1.0f / std::sqrt(static_cast<float>(cols)); };
+  const std::size_t v = static_cast<std::size_t>(d.vocab), h = static_cast<std::size_t>(d.hidden);
+  const std::size_t e = static_cast<std::size_t>(d.num_experts), inter = static_cast<std::size_t>(d.intermediate);
+  const std::size_t q = static_cast<std::size_t>(d.head_dim) * d.num_heads;
+  w->embedding = bf16_buffer(v * h, 1.0f);
+  w->norm = bf16_buffer(h, 0.0f, 1.0f);
+  w->unembedding = bf16_buffer(v * h, fan_in(d.hidden));
+  const auto experts = [&](std::size_t rows, std::size_t cols, DeviceBuffer<std::uint8_t>& blocks,
+                           DeviceBuffer<std::uint8_t>& scales) {
+    const std::size_t groups = e * rows * cols / 32;
+    blocks = DeviceBuffer<std::uint8_t>(groups * 16);
+    scales = DeviceBuffer<std::uint8_t>(groups);
+    // codes up to 6 times 2^-7 (about 1/sqrt(2880) on average)
+    fill_random_mxfp4(blocks.data(), scales.data(), groups, ++next_seed, 120);
+  };
+  for (int l = 0; l < d.num_layers; ++l) {
+    Weights::Layer layer;
+    layer.sliding = ModelDims::is_sliding_layer(l);
+    layer.attn_norm = bf16_buffer(h, 0.0f, 1.0f);
+    layer.qkv_weight = bf16_buffer(static_cast<std::size_t>(d.qkv_dim()) * h, fan_in(d.hidden));
+    layer.qkv_bias = bf16_buffer(static_cast<std::size_t>(d.qkv_dim()), 0.01f);
+    layer.sinks = bf16_buffer(static_cast<std::size_t>(d.num_heads), 1.0f);
+    layer.out_weight = bf16_buffer(h * q, fan_in(static_cast<int>(q)));
+    layer.out_bias = bf16_buffer(h, 0.01f);
+    layer.mlp_norm = bf16_buffer(h, 0.0f, 1.0f);
+    layer.gate_weight = bf16_buffer(e * h, fan_in(d.hidden));
+    layer.gate_bias = bf16_buffer(e, 0.01f);
+    layer.mlp1_bias = bf16_buffer(e * 2 * inter, 0.01f);
+    layer.mlp2_bias = bf16_buffer(e * h, 0.01f);
+    experts(2 * inter, h, layer.mlp1_blocks, layer.mlp1_scales);
+    experts(h, inter, layer.mlp2_blocks, layer.mlp2_scales);
+    w->layers.push_back(std::move(layer));
+  }
+  w->finish();
+  synchronize();
+  return CudaTransformer(std::move(w));
 }
 
 CudaTransformer::CudaTransformer(CudaTransformer&&) noexcept = default;

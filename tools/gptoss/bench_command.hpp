@@ -2,7 +2,7 @@
 // gpt-oss shapes (no checkpoint needed).
 //
 //   gptoss bench [--config gpt-oss-20b|gpt-oss-120b] [--layers N] [--prompt P]
-//                [--gen G] [--threads N] [--repeat R] [--json]
+//                [--gen G] [--threads N] [--repeat R] [--json] [--device cpu|cuda]
 //
 // Prints prefill tokens/s, decode tokens/s, the bytes a decode step must read
 // (weights of the attention, router, 4 of the experts and the unembedding,
@@ -27,6 +27,7 @@
 
 #include "gptoss/gptoss.hpp"
 #include "gptoss/kernels/fast/all.hpp"
+#include "cuda_bench_command.hpp"
 
 namespace gptoss::cli {
 
@@ -63,6 +64,7 @@ inline double measure_read_bandwidth(std::size_t bytes = std::size_t{1} << 30, i
 
 struct BenchArgs {
   std::string config = "gpt-oss-20b";
+  std::string device = "cpu";
   int layers = 0, prompt = 512, gen = 16, threads = 0, repeat = 3;
   bool json = false;
 };
@@ -73,6 +75,8 @@ inline int run_bench(const BenchArgs& a) {
                                                 : throw RangeError("--config must be gpt-oss-20b or gpt-oss-120b, got '" + a.config + "'");
   if (a.layers > 0) dims.num_layers = std::min(dims.num_layers, a.layers);
   if (a.prompt < 1 || a.gen < 1 || a.repeat < 1) throw RangeError("--prompt, --gen and --repeat must be positive");
+  if (a.device == "cuda") return run_cuda_bench({a.config, dims, a.prompt, a.gen, a.repeat, a.json});
+  if (a.device != "cpu") throw RangeError("--device must be cpu or cuda, got '" + a.device + "'");
   if (a.threads > 0) set_num_threads(a.threads);
   const int threads = num_threads();
   const auto log = [&](const std::string& line) {
@@ -171,6 +175,7 @@ inline void add_bench_command(CLI::App& app, std::function<int()>& action) {
   bench->add_option("--threads", args->threads, "worker threads (default: all cores)");
   bench->add_option("--repeat", args->repeat, "runs; the best is reported (default 3)");
   bench->add_flag("--json", args->json, "print one JSON object");
+  bench->add_option("--device", args->device, "cpu (default) or cuda (random weights generated on the GPU)");
   bench->callback([args, &action] { action = [args] { return run_bench(*args); }; });
 }
 

@@ -7,6 +7,7 @@
 // their oracle in tests/cuda.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "gptoss/core/bf16.hpp"
@@ -127,5 +128,13 @@ void swiglu(const float* x, int rows, int intermediate, float alpha, float limit
 /// been checked on the host.
 void embed(const std::int32_t* tokens, int count, const bf16* table, int hidden, float* out,
            stream_t stream = nullptr);
+
+/// Fills p (n) with bf16 values uniform in [lo, hi), from a hash of
+/// (seed, index): the same on every device, no host memory involved.
+void fill_random(bf16* p, std::size_t n, std::uint64_t seed, float lo, float hi, stream_t stream = nullptr);
+/// Fills an MXFP4 array of `groups` blocks with random codes and scale bytes
+/// in [scale_byte - 1, scale_byte + 1].
+void fill_random_mxfp4(std::uint8_t* blocks, std::uint8_t* scales, std::size_t groups, std::uint64_t seed,
+                       std::uint8_t scale_byte, stream_t stream = nullptr);
 
 }  // namespace gptoss::cuda

@@ -68,6 +68,10 @@ class CudaTransformer {
   explicit CudaTransformer(const Transformer<Cfg, Backend, Pattern>& model, ModelOptions options = {})
       : CudaTransformer(host_model(model), options) {}
 
+  /// A model of `dims` with random weights generated on the device (host
+  /// memory stays small even for gpt-oss-120b); for benchmarks.
+  static CudaTransformer random(const ModelDims& dims, std::uint64_t seed, ModelOptions options = {});
+
   CudaTransformer(CudaTransformer&&) noexcept;
   CudaTransformer& operator=(CudaTransformer&&) noexcept;
   ~CudaTransformer();
@@ -94,6 +98,7 @@ class CudaTransformer {
 
  private:
   struct Weights;
+  explicit CudaTransformer(std::unique_ptr<Weights> w);
   std::unique_ptr<Weights> w_;
 };
 
