@@ -60,6 +60,7 @@ std::vector<float> reference_linear(const W& w, const std::vector<bf16>& bias, c
 }  // namespace
 
 TEST_CASE("MXFP4 linear matches the reference on both paths", "[cuda][linear]") {
+  test::skip_without_device();
   test::Rng rng(101);
   // rows not a multiple of the 8-row / 64-row tiles; K = 96 is not a multiple of the 64-wide K step
   for (const auto& [n, k] : {std::pair{77, 96}, std::pair{200, 2880}}) {
@@ -92,6 +93,7 @@ TEST_CASE("MXFP4 linear matches the reference on both paths", "[cuda][linear]") 
 }
 
 TEST_CASE("bf16 linear matches the reference on both paths", "[cuda][linear]") {
+  test::skip_without_device();
   test::Rng rng(202);
   // K = 36 takes the scalar matrix-vector kernel (and no tensor cores)
   for (const auto& [n, k] : {std::pair{131, 256}, std::pair{45, 36}, std::pair{300, 2880}}) {
@@ -117,6 +119,7 @@ TEST_CASE("bf16 linear matches the reference on both paths", "[cuda][linear]") {
 }
 
 TEST_CASE("Experts grouped by expert on the device match per-entry reference products", "[cuda][moe]") {
+  test::skip_without_device();
   test::Rng rng(303);
   const int e_count = 5, k = 2, hidden = 64, rows_out = 96;
   const test::RandomMatrixStack<FP4TensorView<MXFP4Checkpoint>> w(rng, e_count, rows_out, hidden, 2.0f);
@@ -214,6 +217,7 @@ TEST_CASE("Experts grouped by expert on the device match per-entry reference pro
 }
 
 TEST_CASE("RMSNorm, SwiGLU and embedding match the reference", "[cuda][layers]") {
+  test::skip_without_device();
   test::Rng rng(404);
   const int tokens = 7, dim = 2880;
   const auto x = random_floats(rng, static_cast<std::size_t>(tokens) * dim, 3.0f);
@@ -251,6 +255,7 @@ TEST_CASE("RMSNorm, SwiGLU and embedding match the reference", "[cuda][layers]")
 }
 
 TEST_CASE("Router top-k with softmax matches the reference, ties included", "[cuda][moe]") {
+  test::skip_without_device();
   test::Rng rng(505);
   for (const auto& [e_count, k] : {std::pair{32, 4}, std::pair{128, 4}, std::pair{5, 5}, std::pair{8, 1}}) {
     const int tokens = 33;
@@ -272,6 +277,7 @@ TEST_CASE("Router top-k with softmax matches the reference, ties included", "[cu
 }
 
 TEST_CASE("YaRN rotation writes q and the KV cache as the reference rotates them", "[cuda][attention]") {
+  test::skip_without_device();
   test::Rng rng(606);
   for (const bool truncate : {false, true}) {
     ModelDims dims;  // gpt-oss YaRN parameters
@@ -313,6 +319,7 @@ TEST_CASE("YaRN rotation writes q and the KV cache as the reference rotates them
 }
 
 TEST_CASE("Sink attention over the device cache matches the reference", "[cuda][attention]") {
+  test::skip_without_device();
   test::Rng rng(707);
   struct Case { int nq, nkv, d, first, tokens, window; };
   // prefill, prefill continuing a cache, decode deep in a cache; windows on and off;

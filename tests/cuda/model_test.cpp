@@ -11,6 +11,7 @@
 
 #include "gptoss/cuda/transformer.hpp"
 #include "gptoss/model/checkpoint.hpp"
+#include "cuda/device_test_support.hpp"
 #include "support/compare.hpp"
 #include "support/test_data.hpp"
 
@@ -29,6 +30,7 @@ std::vector<float> rows_of(const std::vector<float>& t, std::size_t width, std::
 }  // namespace
 
 TEST_CASE("CUDA model matches the reference checkpoints", "[cuda][golden][model]") {
+  test::skip_without_device();
   for (const char* name : {"tiny", "tiny_long"}) {
     const auto dir = test::golden_dir() / name;
     const auto cpu = load_original_checkpoint<Transformer<DynamicConfig, cpu_reference>>(dir);
@@ -66,7 +68,8 @@ TEST_CASE("CUDA model matches the reference checkpoints", "[cuda][golden][model]
   }
 }
 
-TEST_CASE("CUDA model rejects bad tokens and foreign sequences", "[cuda][model][errors]") {
+TEST_CASE("CUDA model rejects out-of-vocabulary and empty token lists", "[cuda][model][errors]") {
+  test::skip_without_device();
   const auto cpu = load_original_checkpoint<Transformer<DynamicConfig, cpu_reference>>(test::golden_dir() / "tiny");
   const cuda::CudaTransformer model(cpu);
   cuda::DeviceSequence seq = model.new_sequence(16);
