@@ -3,6 +3,7 @@
 // top-k + softmax, clipped SwiGLU, embedding lookup and the MoE combine.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -85,14 +86,23 @@ rope_qkv_kernel(const float* qkv, int nq, int nkv, int d, int first, const doubl
 // into shared memory once for the whole group. Lane l scores key j0 + l,
 // then the tile's probabilities are broadcast to accumulate lane-owned
 // output dimensions l, l + 32, ...
+//
+// With few query tokens (decode) the keys are also split into chunks over
+// blockIdx.z, so a long context occupies every multiprocessor: each chunk
+// writes its unnormalized output, running max and sum (no sink), and
+// attention_combine_kernel merges the chunks with the sink.
 
 constexpr int kKeysPerTile = kWarp;
 constexpr int kMaxHeadDim = 128;
 constexpr int kMaxGroupWarps = 16;
+constexpr long long kSplitBelowBlocks = 128;  // split the keys when T x nkv is below this
+constexpr long long kTargetBlocks = 256;      // aim for this many blocks with the split
+constexpr long long kMinChunk = 64;           // keys per chunk at least
 
 __global__ void attention_kernel(const float* q, const float* k_cache, const float* v_cache,
                                  int first, int nq, int nkv, int d, const uint16_t* sinks,
-                                 float scale, int window, float* out) {
+                                 float scale, int window, float* out, int chunk, float* part_o,
+                                 float* part_ml) {
   extern __shared__ float smem[];
   const int stride = d + 1;  // padded rows: lane-per-key reads hit distinct banks
   float* ks = smem;                             // (32, D + 1)
@@ -105,6 +115,12 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
   const int warp = static_cast<int>(threadIdx.x) / kWarp, lane = static_cast<int>(threadIdx.x) % kWarp;
   const long long p = static_cast<long long>(first) + t;
   const long long lo = window > 0 ? max(0LL, p - window + 1) : 0LL;
+  // keys [begin, last] of this block: all visible ones, or chunk blockIdx.z of them
+  const bool split = chunk > 0;
+  const int z = static_cast<int>(blockIdx.z);
+  const long long begin = split ? lo + static_cast<long long>(z) * chunk : lo;
+  const long long last = split ? min(p, begin + chunk - 1) : p;
+  const int tokens = static_cast<int>(gridDim.x);
   constexpr int kDims = kMaxHeadDim / kWarp;
 
   for (int h0 = 0; h0 < group; h0 += warps) {
@@ -114,16 +130,17 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
     if (active) {
       for (int i = lane; i < d; i += kWarp) qs[warp * d + i] = q[(static_cast<std::size_t>(t) * nq + h) * d + i];
     }
-    float m = active ? bf16_to_float(sinks[h]) : 0.0f;  // running max, seeded by the sink
-    float l = 1.0f;                                       // exp(sink - m)
+    // running max and sum, seeded by the sink (exp(sink - m) = 1); chunks leave it to the combine
+    float m = split ? -INFINITY : (active ? bf16_to_float(sinks[h]) : 0.0f);
+    float l = split ? 0.0f : 1.0f;
     float o[kDims] = {};
-    for (long long j0 = lo; j0 <= p; j0 += kKeysPerTile) {
+    for (long long j0 = begin; j0 <= last; j0 += kKeysPerTile) {
       __syncthreads();  // the previous tile (and qs) are consumed / written
       for (int idx = threadIdx.x; idx < kKeysPerTile * d; idx += blockDim.x) {
         const int r = idx / d, c = idx % d;
         const long long j = j0 + r;
         float kv = 0.0f, vv = 0.0f;
-        if (j <= p) {
+        if (j <= last) {
           const std::size_t at = (static_cast<std::size_t>(j) * nkv + g) * d + c;
           kv = k_cache[at];
           vv = v_cache[at];
@@ -135,18 +152,18 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
       if (!active) continue;
       const long long j = j0 + lane;
       float s = -INFINITY;
-      if (j <= p) {
+      if (j <= last) {
         float dot = 0.0f;
         for (int i = 0; i < d; ++i) dot += qs[warp * d + i] * ks[lane * stride + i];
         s = dot * scale;
       }
       const float m_new = fmaxf(m, device::warp_max(s));
       const float alpha = expf(m - m_new);
-      const float pj = j <= p ? expf(s - m_new) : 0.0f;
+      const float pj = j <= last ? expf(s - m_new) : 0.0f;
       l = l * alpha + device::warp_sum(pj);
 #pragma unroll
       for (int i = 0; i < kDims; ++i) o[i] *= alpha;
-      const int keys = static_cast<int>(min(static_cast<long long>(kKeysPerTile), p - j0 + 1));
+      const int keys = static_cast<int>(min(static_cast<long long>(kKeysPerTile), last - j0 + 1));
       for (int r = 0; r < keys; ++r) {
         const float pr = __shfl_sync(device::kFullMask, pj, r);
 #pragma unroll
@@ -157,7 +174,18 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
       }
       m = m_new;
     }
-    if (active) {
+    if (active && split) {
+      const std::size_t row = (static_cast<std::size_t>(z) * tokens + t) * nq + h;  // (chunks, T, nq)
+#pragma unroll
+      for (int i = 0; i < kDims; ++i) {
+        const int c = lane + i * kWarp;
+        if (c < d) part_o[row * d + c] = o[i];
+      }
+      if (lane == 0) {
+        part_ml[2 * row] = m;
+        part_ml[2 * row + 1] = l;
+      }
+    } else if (active) {
 #pragma unroll
       for (int i = 0; i < kDims; ++i) {
         const int c = lane + i * kWarp;
@@ -165,6 +193,31 @@ __global__ void attention_kernel(const float* q, const float* k_cache, const flo
       }
     }
     __syncthreads();  // qs is rewritten by the next head pass
+  }
+}
+
+/// out (T, nq D) from `chunks` partial results: M = max(sink, m_z),
+/// L = exp(sink - M) + sum l_z exp(m_z - M), out = sum o_z exp(m_z - M) / L.
+/// An empty chunk has m = -inf, l = 0, o = 0 and adds nothing.
+__global__ void attention_combine_kernel(const float* part_o, const float* part_ml, int chunks, int nq,
+                                         int d, const uint16_t* sinks, float* out) {
+  const int t = static_cast<int>(blockIdx.x), h = static_cast<int>(blockIdx.y);
+  const int tokens = static_cast<int>(gridDim.x);
+  const float sink = bf16_to_float(sinks[h]);
+  float big = sink;
+  for (int z = 0; z < chunks; ++z) big = fmaxf(big, part_ml[2 * ((static_cast<std::size_t>(z) * tokens + t) * nq + h)]);
+  float sum = expf(sink - big);
+  for (int z = 0; z < chunks; ++z) {
+    const std::size_t row = (static_cast<std::size_t>(z) * tokens + t) * nq + h;
+    sum += part_ml[2 * row + 1] * expf(part_ml[2 * row] - big);
+  }
+  for (int c = threadIdx.x; c < d; c += blockDim.x) {
+    float acc = 0.0f;
+    for (int z = 0; z < chunks; ++z) {
+      const std::size_t row = (static_cast<std::size_t>(z) * tokens + t) * nq + h;
+      acc += part_o[row * d + c] * expf(part_ml[2 * row] - big);
+    }
+    out[(static_cast<std::size_t>(t) * nq + h) * d + c] = acc / sum;
   }
 }
 
@@ -322,11 +375,44 @@ void sink_attention(const float* q, const float* k_cache, const float* v_cache, 
   const std::size_t shared =
       (2 * static_cast<std::size_t>(kKeysPerTile) * (head_dim + 1) + static_cast<std::size_t>(warps) * head_dim) *
       sizeof(float);
-  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(num_kv_heads));
+  // Split the keys when (T x nkv) blocks alone would leave the device idle.
+  const long long p_last = static_cast<long long>(first_position) + tokens - 1;
+  const long long span = window > 0 ? std::min<long long>(window, p_last + 1) : p_last + 1;
+  int chunk = 0, chunks = 1;
+  if (static_cast<long long>(tokens) * num_kv_heads < kSplitBelowBlocks && span > kMinChunk) {
+    const long long wanted = (kTargetBlocks + static_cast<long long>(tokens) * num_kv_heads - 1) /
+                             (static_cast<long long>(tokens) * num_kv_heads);
+    long long c = (span + wanted - 1) / wanted;
+    c = std::max<long long>(kMinChunk, (c + kKeysPerTile - 1) / kKeysPerTile * kKeysPerTile);
+    chunks = static_cast<int>((span + c - 1) / c);
+    if (chunks > 1) chunk = static_cast<int>(c);
+  }
+  if (chunk == 0) {
+    const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(num_kv_heads));
+    attention_kernel<<<grid, warps * kWarp, shared, stream>>>(q, k_cache, v_cache, first_position, num_heads,
+                                                              num_kv_heads, head_dim, bits(sinks), scale,
+                                                              window, out, 0, nullptr, nullptr);
+    check_launch("attention_kernel");
+    return;
+  }
+  // Partial results live in stream-ordered memory for the two kernels.
+  const std::size_t rows = static_cast<std::size_t>(chunks) * tokens * num_heads;
+  void* part = nullptr;
+  const cudaError_t status = cudaMallocAsync(&part, rows * (head_dim + 2) * sizeof(float), stream);
+  if (status != cudaSuccess) {
+    throw CudaError(std::string("cudaMallocAsync for attention partials: ") + cudaGetErrorString(status));
+  }
+  float* part_o = static_cast<float*>(part);
+  float* part_ml = part_o + rows * head_dim;
+  const dim3 grid(static_cast<unsigned>(tokens), static_cast<unsigned>(num_kv_heads), static_cast<unsigned>(chunks));
   attention_kernel<<<grid, warps * kWarp, shared, stream>>>(q, k_cache, v_cache, first_position, num_heads,
-                                                            num_kv_heads, head_dim, bits(sinks), scale,
-                                                            window, out);
+                                                            num_kv_heads, head_dim, bits(sinks), scale, window,
+                                                            out, chunk, part_o, part_ml);
   check_launch("attention_kernel");
+  attention_combine_kernel<<<dim3(static_cast<unsigned>(tokens), static_cast<unsigned>(num_heads)), 64, 0, stream>>>(
+      part_o, part_ml, chunks, num_heads, head_dim, bits(sinks), out);
+  check_launch("attention_combine_kernel");
+  (void)cudaFreeAsync(part, stream);
 }
 
 void route_top_k(const float* logits, int tokens, int num_experts, int k, int32_t* indices,
