@@ -322,7 +322,8 @@ TEST_CASE("Sink attention over the device cache matches the reference", "[cuda][
   test::skip_without_device();
   test::Rng rng(707);
   struct Case { int nq, nkv, d, first, tokens, window; };
-  // prefill, prefill continuing a cache, decode deep in a cache; windows on and off;
+  // prefill, prefill continuing a cache, decode deep in a cache (keys split into chunks);
+  // windows on and off;
   // a head size that is not a multiple of 32; one query head per KV head; 16+ heads per group
   for (const Case c : {Case{8, 2, 64, 0, 40, 0}, Case{8, 2, 64, 0, 40, 8}, Case{8, 2, 64, 23, 9, 0},
                        Case{8, 2, 64, 23, 9, 16}, Case{64, 8, 64, 300, 1, 0}, Case{64, 8, 64, 300, 1, 128},
