@@ -15,15 +15,11 @@ namespace gptoss::cuda {
 namespace {
 
 using device::bf16_to_float;
+using device::bits;
+using device::blocks_for;
 using device::kWarp;
 using std::int32_t;
 using std::uint16_t;
-
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
-
-unsigned blocks_for(long long items, int per_block) {
-  return static_cast<unsigned>((items + per_block - 1) / per_block);
-}
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw ShapeError(what);

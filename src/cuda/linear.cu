@@ -17,12 +17,12 @@ namespace gptoss::cuda {
 namespace {
 
 using device::bf16_to_float;
+using device::bits;
+using device::blocks_for;
 using device::kWarp;
 using std::int32_t;
 using std::uint16_t;
 using std::uint8_t;
-
-const uint16_t* bits(const bf16* p) { return reinterpret_cast<const uint16_t*>(p); }
 
 // ---------------------------------------------------------------------------
 // Matrix-vector products: one warp per output row. Lane l reads the row's
@@ -337,10 +337,6 @@ void check_mxfp4(const DeviceMXFP4& w, const char* what) {
                      std::to_string(w.rows) + ", " + std::to_string(w.cols) +
                      ") needs positive sizes and cols divisible by 32");
   }
-}
-
-unsigned blocks_for(long long items, int per_block) {
-  return static_cast<unsigned>((items + per_block - 1) / per_block);
 }
 
 void launch_gemm(bool mxfp4, const GemmArgs& a, unsigned tiles, stream_t stream) {

@@ -27,6 +27,7 @@
 
 #include "gptoss/gptoss.hpp"
 #include "gptoss/kernels/fast/all.hpp"
+#include "bench_report.hpp"
 #include "cuda_bench_command.hpp"
 
 namespace gptoss::cli {
@@ -132,34 +133,21 @@ inline int run_bench(const BenchArgs& a) {
                               expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0;
   const double decode_bytes = weight_bytes + static_cast<double>(kv_bytes_per_token_read);
   std::sort(decode_rates.begin(), decode_rates.end());
-  const double best_decode = decode_rates.back();
-  const double bound = bandwidth / decode_bytes;  // tokens/s if every byte moved at the measured rate
+  const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   const double flops_per_token = 2.0 * static_cast<double>(count.active_per_token);
 
   if (a.json) {
-    nlohmann::ordered_json j{{"config", a.config},
-                             {"layers", dims.num_layers},
-                             {"threads", threads},
-                             {"prompt_tokens", a.prompt},
-                             {"gen_tokens", a.gen},
-                             {"prefill_tokens_per_s", best_prefill},
-                             {"decode_tokens_per_s", best_decode},
-                             {"decode_tokens_per_s_runs", decode_rates},
-                             {"decode_bytes_per_token", decode_bytes},
-                             {"bandwidth_bytes_per_s", bandwidth},
-                             {"decode_bandwidth_fraction", best_decode / bound},
-                             {"prefill_flop_per_s", best_prefill * flops_per_token},
-                             {"isa", std::string(isa_name(active_isa()))}};
+    nlohmann::ordered_json j{{"config", a.config}, {"layers", dims.num_layers}, {"threads", threads}};
+    j.update(f.json());
+    j["prefill_flop_per_s"] = best_prefill * flops_per_token;
+    j["isa"] = std::string(isa_name(active_isa()));
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << dims.num_layers << " layers, " << threads
               << " threads, " << isa_name(active_isa()) << "\n"
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s ("
-              << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n"
-              << "decode: " << best_decode << " tokens/s (best of " << a.repeat << "; worst " << decode_rates.front()
-              << ")\n"
-              << "decode reads " << decode_bytes / 1e9 << " GB per token; at the measured " << bandwidth / 1e9
-              << " GB/s the bound is " << bound << " tokens/s: " << 100.0 * best_decode / bound << "% of it\n";
+              << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n";
+    f.print_decode(std::cout);
   }
   return 0;
 }

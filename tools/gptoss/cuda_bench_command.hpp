@@ -8,6 +8,7 @@
 
 #include <string>
 
+#include "bench_report.hpp"
 #include "gptoss/config/model_dims.hpp"
 #include "gptoss/core/error.hpp"
 
@@ -89,8 +90,7 @@ inline int run_cuda_bench(const CudaBenchArgs& a) {
   }
   const double decode_bytes = weights_read + kv_read;
   std::sort(decode_rates.begin(), decode_rates.end());
-  const double best_decode = decode_rates.back();
-  const double bound = bandwidth / decode_bytes;
+  const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   // FLOPs per prefill token: 2 x the parameters each token multiplies by
   // (attention projections, router, k experts; the unembedding runs once).
   const double active = d.num_layers * (static_cast<double>(d.qkv_dim()) * h + h * q + e * h +
@@ -98,30 +98,18 @@ inline int run_cuda_bench(const CudaBenchArgs& a) {
   const double prefill_flops = best_prefill * 2.0 * active;
 
   if (a.json) {
-    nlohmann::ordered_json j{{"device", info.name},
-                             {"config", a.config},
-                             {"layers", d.num_layers},
-                             {"prompt_tokens", a.prompt},
-                             {"gen_tokens", a.gen},
-                             {"prefill_tokens_per_s", best_prefill},
-                             {"decode_tokens_per_s", best_decode},
-                             {"decode_tokens_per_s_runs", decode_rates},
-                             {"decode_bytes_per_token", decode_bytes},
-                             {"bandwidth_bytes_per_s", bandwidth},
-                             {"decode_bandwidth_fraction", best_decode / bound},
-                             {"prefill_flop_per_s", prefill_flops},
-                             {"gemm_flop_per_s", gemm.flop_per_s},
-                             {"gemm_source", gemm.source}};
+    nlohmann::ordered_json j{{"device", info.name}, {"config", a.config}, {"layers", d.num_layers}};
+    j.update(f.json());
+    j["prefill_flop_per_s"] = prefill_flops;
+    j["gemm_flop_per_s"] = gemm.flop_per_s;
+    j["gemm_source"] = gemm.source;
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << d.num_layers << " layers, " << info.name
               << "\n"
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s (" << prefill_flops / 1e12
-              << " TFLOP/s, " << 100.0 * prefill_flops / gemm.flop_per_s << "% of " << gemm.source << ")\n"
-              << "decode: " << best_decode << " tokens/s (best of " << a.repeat << "; worst " << decode_rates.front()
-              << ")\n"
-              << "decode reads " << decode_bytes / 1e9 << " GB per token; at the measured " << bandwidth / 1e9
-              << " GB/s the bound is " << bound << " tokens/s: " << 100.0 * best_decode / bound << "% of it\n";
+              << " TFLOP/s, " << 100.0 * prefill_flops / gemm.flop_per_s << "% of " << gemm.source << ")\n";
+    f.print_decode(std::cout);
   }
   return 0;
 }

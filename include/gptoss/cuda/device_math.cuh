@@ -1,11 +1,21 @@
 // Device-side helpers shared by the CUDA kernels: bf16 widening, the MXFP4
-// element table and scale decoding, warp reductions. Include only from .cu
-// files (needs nvcc).
+// element table and scale decoding, warp reductions, and the launchers'
+// host helpers. Include only from .cu files (needs nvcc).
 #pragma once
 
 #include <cstdint>
 
+#include "gptoss/core/bf16.hpp"
+
 namespace gptoss::cuda::device {
+
+/// The bits of a bf16 array, as the kernels read them.
+inline const std::uint16_t* bits(const bf16* p) { return reinterpret_cast<const std::uint16_t*>(p); }
+
+/// Blocks of `per_block` items covering `items`.
+inline unsigned blocks_for(long long items, int per_block) {
+  return static_cast<unsigned>((items + per_block - 1) / per_block);
+}
 
 inline constexpr int kWarp = 32;
 inline constexpr unsigned kFullMask = 0xffffffffu;
