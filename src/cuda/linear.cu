@@ -16,10 +16,7 @@ namespace gptoss::cuda {
 
 namespace {
 
-using device::bf16_to_float;
-using device::bits;
-using device::blocks_for;
-using device::kWarp;
+using namespace device;  // the shared kernel helpers (device_math.cuh)
 using std::int32_t;
 using std::uint16_t;
 using std::uint8_t;
