@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test job, in three stages:
-#   1. build everything (library programs, tests, examples, benchmarks) in
-#      build/ and run the whole ctest suite;
+#   1. build everything (library programs, tests, examples, benchmarks, and
+#      the CUDA library and its tests when nvcc is installed) in build/ and
+#      run the whole ctest suite;
 #   2. the unit and CLI tests again, built with AddressSanitizer + UBSan
 #      (build-asan/);
 #   3. the libFuzzer targets (safetensors reader, config parsers), built with
@@ -14,9 +15,25 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build_dir="${GPTOSS_BUILD_DIR:-build}"
 jobs="${GPTOSS_JOBS:-2}"
 
+# Stage 1 also builds the CUDA library, tests and benchmarks whenever nvcc
+# is installed (on PATH or in /usr/local/cuda), GPU or not: without a device
+# the CUDA tests report themselves skipped. GPTOSS_CUDA=OFF turns this off.
+cuda_args=()
+nvcc_path="$(command -v nvcc || true)"
+if [[ -z "$nvcc_path" && -x /usr/local/cuda/bin/nvcc ]]; then
+  nvcc_path=/usr/local/cuda/bin/nvcc
+fi
+if [[ -n "$nvcc_path" && "${GPTOSS_CUDA:-auto}" != OFF ]]; then
+  echo "== CUDA: building the CUDA code with $nvcc_path"
+  cuda_args=(-DGPTOSS_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc_path")
+  if command -v ccache >/dev/null 2>&1; then
+    cuda_args+=(-DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+  fi
+fi
+
 echo "== stage 1: build and run every test"
 GPTOSS_BUILD_DIR="$build_dir" bash scripts/build.sh \
-  -DGPTOSS_BUILD_TESTS=ON -DGPTOSS_BUILD_EXAMPLES=ON -DGPTOSS_BUILD_BENCHMARKS=ON "$@"
+  -DGPTOSS_BUILD_TESTS=ON -DGPTOSS_BUILD_EXAMPLES=ON -DGPTOSS_BUILD_BENCHMARKS=ON "${cuda_args[@]}" "$@"
 ctest --test-dir "$build_dir" --output-on-failure -j "$jobs"
 
 if [[ "${GPTOSS_QUICK:-0}" == 1 ]]; then

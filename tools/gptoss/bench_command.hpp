@@ -2,7 +2,7 @@
 // gpt-oss shapes (no checkpoint needed).
 //
 //   gptoss bench [--config gpt-oss-20b|gpt-oss-120b] [--layers N] [--prompt P]
-//                [--gen G] [--threads N] [--repeat R] [--json]
+//                [--gen G] [--threads N] [--repeat R] [--json] [--device cpu|cuda]
 //
 // Prints prefill tokens/s, decode tokens/s, the bytes a decode step must read
 // (weights of the attention, router, 4 of the experts and the unembedding,
@@ -27,6 +27,8 @@
 
 #include "gptoss/gptoss.hpp"
 #include "gptoss/kernels/fast/all.hpp"
+#include "bench_report.hpp"
+#include "cuda_bench_command.hpp"
 
 namespace gptoss::cli {
 
@@ -63,6 +65,7 @@ inline double measure_read_bandwidth(std::size_t bytes = std::size_t{1} << 30, i
 
 struct BenchArgs {
   std::string config = "gpt-oss-20b";
+  std::string device = "cpu";
   int layers = 0, prompt = 512, gen = 16, threads = 0, repeat = 3;
   bool json = false;
 };
@@ -73,6 +76,8 @@ inline int run_bench(const BenchArgs& a) {
                                                 : throw RangeError("--config must be gpt-oss-20b or gpt-oss-120b, got '" + a.config + "'");
   if (a.layers > 0) dims.num_layers = std::min(dims.num_layers, a.layers);
   if (a.prompt < 1 || a.gen < 1 || a.repeat < 1) throw RangeError("--prompt, --gen and --repeat must be positive");
+  if (a.device == "cuda") return run_cuda_bench({a.config, dims, a.prompt, a.gen, a.repeat, a.json});
+  if (a.device != "cpu") throw RangeError("--device must be cpu or cuda, got '" + a.device + "'");
   if (a.threads > 0) set_num_threads(a.threads);
   const int threads = num_threads();
   const auto log = [&](const std::string& line) {
@@ -128,34 +133,21 @@ inline int run_bench(const BenchArgs& a) {
                               expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0;
   const double decode_bytes = weight_bytes + static_cast<double>(kv_bytes_per_token_read);
   std::sort(decode_rates.begin(), decode_rates.end());
-  const double best_decode = decode_rates.back();
-  const double bound = bandwidth / decode_bytes;  // tokens/s if every byte moved at the measured rate
+  const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   const double flops_per_token = 2.0 * static_cast<double>(count.active_per_token);
 
   if (a.json) {
-    nlohmann::ordered_json j{{"config", a.config},
-                             {"layers", dims.num_layers},
-                             {"threads", threads},
-                             {"prompt_tokens", a.prompt},
-                             {"gen_tokens", a.gen},
-                             {"prefill_tokens_per_s", best_prefill},
-                             {"decode_tokens_per_s", best_decode},
-                             {"decode_tokens_per_s_runs", decode_rates},
-                             {"decode_bytes_per_token", decode_bytes},
-                             {"bandwidth_bytes_per_s", bandwidth},
-                             {"decode_bandwidth_fraction", best_decode / bound},
-                             {"prefill_flop_per_s", best_prefill * flops_per_token},
-                             {"isa", std::string(isa_name(active_isa()))}};
+    nlohmann::ordered_json j{{"config", a.config}, {"layers", dims.num_layers}, {"threads", threads}};
+    j.update(f.json());
+    j["prefill_flop_per_s"] = best_prefill * flops_per_token;
+    j["isa"] = std::string(isa_name(active_isa()));
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << dims.num_layers << " layers, " << threads
               << " threads, " << isa_name(active_isa()) << "\n"
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s ("
-              << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n"
-              << "decode: " << best_decode << " tokens/s (best of " << a.repeat << "; worst " << decode_rates.front()
-              << ")\n"
-              << "decode reads " << decode_bytes / 1e9 << " GB per token; at the measured " << bandwidth / 1e9
-              << " GB/s the bound is " << bound << " tokens/s: " << 100.0 * best_decode / bound << "% of it\n";
+              << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n";
+    f.print_decode(std::cout);
   }
   return 0;
 }
@@ -171,6 +163,7 @@ inline void add_bench_command(CLI::App& app, std::function<int()>& action) {
   bench->add_option("--threads", args->threads, "worker threads (default: all cores)");
   bench->add_option("--repeat", args->repeat, "runs; the best is reported (default 3)");
   bench->add_flag("--json", args->json, "print one JSON object");
+  bench->add_option("--device", args->device, "cpu (default) or cuda (random weights generated on the GPU)");
   bench->callback([args, &action] { action = [args] { return run_bench(*args); }; });
 }
 
