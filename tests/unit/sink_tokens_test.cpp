@@ -2,7 +2,8 @@
 // prefill and token-by-token decoding far past the window and past
 // max_context against a float64 recomputation (tests/support/float64_model.hpp)
 // at every step, with constant cache memory; chunked decoding; S = 0 is
-// gpt-oss exactly (bit for bit, also on the bundled reference checkpoint).
+// gpt-oss exactly (bit for bit, also on the bundled reference checkpoint);
+// attention maps of sink-token layers (layers/attention_probabilities.hpp).
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -161,4 +162,93 @@ TEST_CASE("Sink tokens: the cache rejects a sink position after later ones", "[s
   REQUIRE_THROWS_MATCHES(cache.append(kv.view().slice(0, 1), kv.view().slice(0, 1), 1), RangeError,
                          MessageHas({"position 1", "sink token"}));
   REQUIRE_THROWS_AS(LayerKVCache(1, 2, 0, 4, 2), ConfigError);
+}
+
+namespace {
+
+/// Records, per decode step and layer, the block input, its attention output
+/// and the attention maps of every head.
+struct StepRecorder {
+  int heads = 0;
+  std::vector<std::vector<float>> input, attn_out;  // [step * layers + l] (H)
+  std::vector<AttentionProbabilities> maps;         // [step * layers + l]
+  std::vector<index_t> attention_heads(int) const {
+    std::vector<index_t> all(static_cast<std::size_t>(heads));
+    for (int h = 0; h < heads; ++h) all[static_cast<std::size_t>(h)] = h;
+    return all;
+  }
+  void attention(int, const AttentionProbabilities& a) { maps.push_back(a); }
+  void residual(int, BlockStage stage, MatrixView<const float> x) {
+    std::vector<float> row(x.data(), x.data() + x.size());
+    if (stage == BlockStage::input) input.push_back(std::move(row));
+    if (stage == BlockStage::attention_out) attn_out.push_back(std::move(row));
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Sink tokens: attention maps see the sink tokens and rebuild each decode step's attention output",
+          "[sink-tokens][introspection]") {
+  using Model = Transformer<DynamicConfig, cpu_fast, StreamingPattern<cpu_fast>>;
+  const ModelDims dims = streaming_dims();
+  Model model(dims);
+  fill_random_weights(model, 31);
+  const auto tokens = test::random_tokens(20, dims.vocab, 13);
+  const index_t t_count = 20, h = dims.hidden, d = dims.head_dim, nq = dims.num_heads;
+  const index_t nkv = dims.num_kv_heads, group = nq / nkv, layers = dims.num_layers;
+  StepRecorder rec;
+  rec.heads = static_cast<int>(nq);
+  Sequence seq = model.new_sequence(8);
+  for (index_t t = 0; t < t_count; ++t) model.forward(seq, std::span(tokens).subspan(static_cast<std::size_t>(t), 1), rec);
+  REQUIRE(rec.maps.size() == static_cast<std::size_t>(t_count * layers));
+  REQUIRE(rec.input.size() == rec.maps.size());
+
+  for (index_t l = 0; l < layers; ++l) {
+    INFO("layer " << l);
+    const bool learned = l % 2 == 1;
+    const index_t window = learned ? 7 : 5;
+    const auto& bw = l % 2 == 0 ? std::get<0>(model.weights().blocks)[static_cast<std::size_t>(l / 2)].attn
+                                : std::get<1>(model.weights().blocks)[static_cast<std::size_t>(l / 2)].attn;
+    // Every position's v, from the block inputs (v does not depend on the position).
+    Tensor<float, 2> x({t_count, h});
+    for (index_t t = 0; t < t_count; ++t) {
+      std::copy_n(rec.input[static_cast<std::size_t>(t * layers + l)].data(), h, x.data() + t * h);
+    }
+    const SlidingSinkAttention<AttentionSpan::sliding, cpu_fast> plain(AttentionParams::from(dims));
+    Tensor<float, 3> q({t_count, nq, d}), k({t_count, nkv, d}), v({t_count, nkv, d});
+    plain.project(bw, x.view(), 0, q.view(), k.view(), v.view());
+
+    for (index_t t = 0; t < t_count; ++t) {
+      INFO("step " << t);
+      const AttentionProbabilities& m = rec.maps[static_cast<std::size_t>(t * layers + l)];
+      const index_t s_count = m.key_positions.extent(0);
+      REQUIRE(m.probs.shape() == std::array{nq, index_t{1}, s_count});
+      REQUIRE(m.query_positions(0) == t);
+      std::vector<double> a(static_cast<std::size_t>(nq * d), 0.0);
+      for (index_t hq = 0; hq < nq; ++hq) {
+        double total = m.sink(hq, 0), sink_token_mass = 0.0;
+        if (!learned) CHECK(m.sink(hq, 0) == 0.0f);
+        for (index_t j = 0; j < s_count; ++j) {
+          const index_t kp = m.key_positions(j);
+          const bool visible = kp <= t && (kp < 3 || t - window < kp);
+          const float p = m.probs(hq, 0, j);
+          if (!visible) CHECK(p == 0.0f);
+          if (visible) CHECK(p > 0.0f);
+          if (kp < 3) sink_token_mass += p;
+          total += p;
+          for (index_t c = 0; c < d; ++c) a[static_cast<std::size_t>(hq * d + c)] += static_cast<double>(p) * v(kp, hq / group, c);
+        }
+        CHECK(total == Approx(1.0).margin(1e-5));
+        if (t >= window + 3) CHECK(sink_token_mass > 0.0);  // sink tokens past the window still attended
+      }
+      const auto& in = rec.input[static_cast<std::size_t>(t * layers + l)];
+      std::vector<double> rebuilt(static_cast<std::size_t>(h));
+      for (index_t o = 0; o < h; ++o) {
+        double acc = in[static_cast<std::size_t>(o)] + static_cast<double>(bw.out_bias[o].to_float());
+        for (index_t c = 0; c < nq * d; ++c) acc += static_cast<double>(bw.out_weight(o, c).to_float()) * a[static_cast<std::size_t>(c)];
+        rebuilt[static_cast<std::size_t>(o)] = acc;
+      }
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(rec.attn_out[static_cast<std::size_t>(t * layers + l)], rebuilt, 0.0, 1e-4));
+    }
+  }
 }

@@ -8,9 +8,12 @@
 // For a prefill the keys are the tokens themselves; for a step that
 // continues a sequence, they are the keys held in the layer's KV cache
 // before the step, then the step's own. Keys are listed in position order.
+// Layers with StreamingLLM sink tokens (layers/sink_policy.hpp) get the same
+// visibility rule as their attention: the first S positions stay visible.
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <string>
@@ -98,14 +101,23 @@ AttentionProbabilities attention_probabilities(const Attention& layer,
     m.key_positions(held + t) = first_position + t;
   }
 
-  std::vector<float> sinks(static_cast<std::size_t>(nq));
-  for (index_t h = 0; h < nq; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
+  // The layer's sink policy (layers/sink_policy.hpp): StreamingLLM sink tokens
+  // stay visible past the window, and a policy without the learned logit
+  // leaves the sink out of the denominator (-inf).
+  index_t sink_tokens = 0;
+  bool learned_logit = true;
+  if constexpr (requires { Attention::sink_policy::kSinkTokens; }) {
+    sink_tokens = Attention::sink_policy::kSinkTokens;
+    learned_logit = Attention::sink_policy::kLearnedLogit;
+  }
+  std::vector<float> sinks(static_cast<std::size_t>(nq), -std::numeric_limits<float>::infinity());
+  for (index_t h = 0; learned_logit && h < nq; ++h) sinks[static_cast<std::size_t>(h)] = w.sinks[h].to_float();
   m.probs = Tensor<float, 3>({h_count, t_count, s_count});
   m.sink = Tensor<float, 2>({h_count, t_count});
   kernels::sink_attention_probabilities(
       cpu_reference{}, q.view(), m.query_positions.view(), k.view(), m.key_positions.view(),
       VectorView<const float>(sinks.data(), {nq}), layer.scale(), layer.window(),
-      VectorView<const index_t>(m.heads.data(), {h_count}), m.probs.view(), m.sink.view());
+      VectorView<const index_t>(m.heads.data(), {h_count}), m.probs.view(), m.sink.view(), sink_tokens);
   return m;
 }
 

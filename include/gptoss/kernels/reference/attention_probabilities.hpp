@@ -3,7 +3,8 @@
 // chosen query heads, and the share of the softmax denominator held by each
 // head's sink logit. Plain loops in float64, the same visibility rule as the
 // attention kernels (key j at position pk[j] is visible to a query at p iff
-// pk[j] <= p and, for window W > 0, p - W < pk[j]), so for every query
+// pk[j] <= p and, for window W > 0, p - W < pk[j] or pk[j] < S, S the number
+// of sink tokens: 0 for gpt-oss, see layers/sink_policy.hpp), so for every query
 //
 //   sum_j probs[h, t, j] + sink[h, t] = 1,   out[t, h] = sum_j probs[h, t, j] v[j, h / group].
 //
@@ -25,15 +26,17 @@ namespace gptoss::kernels {
 
 /// probs (H', T, S) and sink (H', T) of query heads `heads` (H') for q (T,
 /// nq, D) at positions q_pos (T) over keys k (S, nkv, D) at positions k_pos
-/// (S), with sinks (nq), the score scale and window (0: unlimited). Keys a
-/// query cannot see get probability 0.
+/// (S), with sinks (nq; -inf: no learned sink), the score scale and window
+/// (0: unlimited), and the first sink_tokens positions visible to every later
+/// query. Keys a query cannot see get probability 0.
 inline void sink_attention_probabilities(cpu_reference, TensorView<const float, 3> q,
                                          VectorView<const index_t> q_pos,
                                          TensorView<const float, 3> k,
                                          VectorView<const index_t> k_pos,
                                          VectorView<const float> sinks, float scale, index_t window,
                                          VectorView<const index_t> heads,
-                                         TensorView<float, 3> probs, MatrixView<float> sink) {
+                                         TensorView<float, 3> probs, MatrixView<float> sink,
+                                         index_t sink_tokens = 0) {
   const index_t t_count = q.extent(0), nq = q.extent(1), d = q.extent(2);
   const index_t s_count = k.extent(0), nkv = k.extent(1), h_count = heads.extent(0);
   if (nkv == 0 || nq % nkv != 0 || k.extent(2) != d || q_pos.extent(0) != t_count ||
@@ -61,13 +64,14 @@ inline void sink_attention_probabilities(cpu_reference, TensorView<const float, 
       const index_t p = q_pos[t];
       double max_score = sinks[h];
       for (index_t j = 0; j < s_count; ++j) {
-        const bool visible = k_pos[j] <= p && (window == 0 || p - window < k_pos[j]);
+        const bool visible =
+            k_pos[j] <= p && (window == 0 || p - window < k_pos[j] || k_pos[j] < sink_tokens);
         double dot = 0.0;
         for (index_t c = 0; visible && c < d; ++c) dot += static_cast<double>(q(t, h, c)) * k(j, kv, c);
         score[static_cast<std::size_t>(j)] = visible ? dot * scale : neg_inf;
         max_score = std::max(max_score, score[static_cast<std::size_t>(j)]);
       }
-      const double sink_term = std::exp(static_cast<double>(sinks[h]) - max_score);
+      const double sink_term = std::exp(static_cast<double>(sinks[h]) - max_score);  // 0 for a -inf sink
       double denom = sink_term;
       for (double& s : score) {
         s = std::exp(s - max_score);
