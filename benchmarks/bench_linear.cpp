@@ -1,7 +1,8 @@
 // Linear-layer throughput on the real gpt-oss shapes: the cpu_reference
 // kernel, Eigen (dequantize-then-GEMM through Eigen::Map, one thread) and the
 // fused cpu_fast kernels at each matmul precision, for batches of 1, 32, 128
-// and 512 tokens on 1 and 2 threads. Every fast run is first validated
+// and 512 tokens on 1 and 2 threads; for batches, also the row-streaming
+// kernels ("_rows") that the 32-row panels replace. Every fast run is first validated
 // against the reference on the first 64 output rows.
 //
 //   gptoss_bench_linear --benchmark_filter='mlp1.*fast_fp32'
@@ -45,6 +46,10 @@ constexpr Shape kShapes[] = {
 };
 
 enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16 };
+
+/// How the fast kernels take batches: the default (32-row panels decoded once
+/// per call from kPanelMinTokens tokens on), or row streaming forced.
+enum class Path { default_path, rows };
 
 const char* impl_name(Impl impl) {
   switch (impl) {
@@ -205,8 +210,9 @@ double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
 }
 
 void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const index_t t_count,
-               const int threads) {
+               const int threads, const Path path) {
   set_num_threads(threads);
+  kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
   Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
@@ -226,6 +232,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
                                       : static_cast<double>(s.n * s.k * 2);
   bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
   set_matmul_precision(MatmulPrecision::fp32);
+  kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
 }
 
 void register_benchmarks() {
@@ -234,8 +241,9 @@ void register_benchmarks() {
     for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16}) {
       const bool huge = s.n > 100000;
       if (impl == Impl::eigen && huge) continue;  // a 2.3 GB float copy: not worth it
-      for (index_t t : {1, 32, 128, 512}) {
+      for (index_t t : {1, 32, 64, 128, 512}) {
         if (impl == Impl::reference && t > 1) continue;  // float64 loops: minutes
+        if (impl == Impl::eigen && t == 64) continue;
         if (huge && t > 32) continue;
         for (int threads : {1, 2}) {
           if ((impl == Impl::reference || impl == Impl::eigen) && threads > 1) continue;
@@ -243,13 +251,19 @@ void register_benchmarks() {
               !has_avx512_bf16()) {
             continue;  // the bf16 precisions would measure fp32 again
           }
-          const std::string name = "linear/" + shape + "/" + impl_name(impl) + "/T:" +
-                                   std::to_string(t) + "/threads:" + std::to_string(threads);
-          benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads)
-              ->Unit(benchmark::kMicrosecond)
-              ->UseRealTime()
-              ->ComputeStatistics("min", bench::minimum)
-              ->ComputeStatistics("max", bench::maximum);
+          const bool fast = impl != Impl::reference && impl != Impl::eigen;
+          for (Path path : {Path::default_path, Path::rows}) {
+            // The row-streaming baseline, next to the panels it is replaced by.
+            if (path == Path::rows && (!fast || t < kernels::fast::kPanelMinTokens)) continue;
+            const std::string name = "linear/" + shape + "/" + impl_name(impl) +
+                                     (path == Path::rows ? "_rows" : "") + "/T:" + std::to_string(t) +
+                                     "/threads:" + std::to_string(threads);
+            benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads, path)
+                ->Unit(benchmark::kMicrosecond)
+                ->UseRealTime()
+                ->ComputeStatistics("min", bench::minimum)
+                ->ComputeStatistics("max", bench::maximum);
+          }
         }
       }
     }

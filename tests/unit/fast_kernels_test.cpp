@@ -265,6 +265,49 @@ TEST_CASE("Fast linear: bf16 and fp32 weights match the reference on odd sizes",
   }
 }
 
+TEST_CASE("Fast linear: panel products (many tokens) match the reference", "[fast][linear][panel]") {
+  // From kPanelMinTokens tokens on, AVX-512 decodes 32-row panels once per
+  // call; around the threshold, partial panels, partial token tiles and K
+  // that is not a multiple of 32 (bf16) or of 128 (MXFP4) are covered here.
+  test::Rng rng(404);
+  constexpr index_t kMin = kernels::fast::kPanelMinTokens;
+  struct Shape { index_t n, k; };
+  for (const Shape s : {Shape{1, 32}, Shape{31, 96}, Shape{33, 160}, Shape{70, 2880}}) {
+    for (const index_t t_count : {kMin - 1, kMin, kMin + 13, 3 * kMin + 5}) {
+      DYNAMIC_SECTION("MXFP4 N " << s.n << ", K " << s.k << ", T " << t_count) {
+        const FP4Tensor<> w = random_mxfp4(rng, s.n, s.k, 118, 130);
+        const Tensor<float, 2> x = random_activations(rng, t_count, s.k);
+        const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
+        check_linear_all_tiers(w.view(), x, bias.view());
+      }
+    }
+  }
+  for (const Shape s : {Shape{1, 1}, Shape{7, 33}, Shape{32, 64}, Shape{45, 101}, Shape{40, 2880}}) {
+    for (const index_t t_count : {kMin, kMin + 13}) {
+      DYNAMIC_SECTION("bf16 N " << s.n << ", K " << s.k << ", T " << t_count) {
+        const Tensor<bf16, 2> wb = test::random_bf16<2>(rng, {s.n, s.k}, -1.0f, 1.0f);
+        const Tensor<float, 2> x = random_activations(rng, t_count, s.k, 3.0f);
+        const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
+        check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, bias.view());
+        check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, VectorView<const bf16>{});
+      }
+    }
+  }
+  SECTION("MXFP4 special scale bytes, flagged rows recomputed") {
+    FP4Tensor<> w = random_mxfp4(rng, 37, 224, 120, 128);
+    for (std::size_t i = 0; i < w.scales().size(); i += 11) {
+      w.scales()[i] = static_cast<std::uint8_t>(std::array{0, 1, 2, 251, 252, 253, 255}[i % 7]);
+    }
+    check_linear_all_tiers(w.view(), random_activations(rng, kMin + 3, 224, 1e-6f), VectorView<const bf16>{});
+  }
+  SECTION("NaN activations reach exactly their tokens' outputs") {
+    const FP4Tensor<> w = random_mxfp4(rng, 40, 64, 120, 128);
+    Tensor<float, 2> x = random_activations(rng, kMin + 2, 64);
+    x(5, 17) = kNaN;
+    check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
+  }
+}
+
 TEST_CASE("Fast linear: rejects shapes the reference rejects", "[fast][linear]") {
   const Tensor<float, 2> w({4, 8});
   const Tensor<float, 2> x({2, 7});

@@ -38,6 +38,7 @@
 #include "gptoss/kernels/fast/linear_avx2.hpp"
 #include "gptoss/kernels/fast/linear_avx512.hpp"
 #include "gptoss/kernels/fast/linear_portable.hpp"
+#include "gptoss/kernels/fast/panel_avx512.hpp"
 #include "gptoss/kernels/reference/linear.hpp"
 
 namespace gptoss {
@@ -97,7 +98,7 @@ inline void check_linear_shapes(int64_t n, int64_t k, VectorView<const bf16> bia
 }
 
 /// Per-thread scratch buffers, one per Slot, of at least n elements.
-enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding };
+enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding, panel, panel_scales, panel_rows };
 template <class T, ScratchSlot Slot>
 T* scratch_buffer(std::size_t n) {
   thread_local std::vector<T> buffer;
@@ -489,6 +490,190 @@ void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
   }
 }
 
+inline auto no_exact_rows = [](int64_t, int64_t, int64_t) {};
+
+inline bool bf16_precision_active() {
+  return matmul_precision() != MatmulPrecision::fp32 && has_avx512_bf16();
+}
+
+#if GPTOSS_X86
+
+// ---- panels: many tokens ---------------------------------------------------
+//
+// From kPanelMinTokens tokens on, the AVX-512 tier decodes each group of 32
+// weight rows once into a panel (panel_avx512.hpp) and multiplies every
+// token with it; below, the row-streaming micro-kernels above are faster.
+
+inline constexpr int64_t kPanelMinTokens = 16;
+
+inline std::atomic<int64_t>& panel_min_tokens_setting() noexcept {
+  static std::atomic<int64_t> setting{kPanelMinTokens};
+  return setting;
+}
+/// The fewest tokens that take the panel path (kPanelMinTokens unless set;
+/// benchmarks and tests set it to compare both paths on the same product).
+inline int64_t panel_min_tokens() noexcept { return panel_min_tokens_setting().load(std::memory_order_relaxed); }
+inline void set_panel_min_tokens(int64_t tokens) noexcept {
+  panel_min_tokens_setting().store(std::max<int64_t>(tokens, 1), std::memory_order_relaxed);
+}
+
+/// A panel product: the panel element, the packed activation element and
+/// layout, and the micro-kernel.
+struct PanelF32 {
+  using Elem = float;
+  using XElem = float;
+  static constexpr int kMaxTokens = 12;
+  static int64_t panel_elems(int64_t k) { return panel_cols(k) * kPanelRows; }
+  static int64_t packed_stride(int64_t k) { return panel_cols(k); }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    std::copy_n(x, k, out);
+    std::fill(out + k, out + panel_cols(k), 0.0f);
+  }
+  template <int TT>
+  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out) {
+    panel_f32_tile_avx512<TT>(panel, panel_cols(k), x, stride, out);
+  }
+};
+
+template <bool Split>
+struct PanelBf16 {
+  using Elem = std::uint32_t;
+  using XElem = std::uint32_t;
+  static constexpr int kMaxTokens = 12;
+  static int64_t panel_elems(int64_t k) { return panel_cols(k) / 2 * kPanelRows; }
+  static int64_t packed_stride(int64_t k) { return panel_cols(k) / 2 * (Split ? 2 : 1); }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    const int64_t kp = panel_cols(k);
+    float* padded = scratch_buffer<float, ScratchSlot::rounding>(static_cast<std::size_t>(kp));
+    std::copy_n(x, k, padded);
+    std::fill(padded + k, padded + kp, 0.0f);
+    round_planes_bf16_avx512(padded, kp / 32, Split, reinterpret_cast<std::uint16_t*>(out));
+  }
+  template <int TT>
+  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out) {
+    panel_bf16_tile_avx512<TT, Split>(panel, panel_cols(k), x, stride, out);
+  }
+};
+
+/// Calls Panel::tile<tokens> for a run-time token count in [1, kMaxTokens].
+template <class Panel, int TT = 1>
+void call_panel_tile(int tokens, const typename Panel::Elem* panel, int64_t k,
+                     const typename Panel::XElem* x, int64_t stride, float* out) {
+  if constexpr (TT <= Panel::kMaxTokens) {
+    if (tokens == TT) {
+      Panel::template tile<TT>(panel, k, x, stride, out);
+    } else {
+      call_panel_tile<Panel, TT + 1>(tokens, panel, k, x, stride, out);
+    }
+  }
+}
+
+/// y (T, N) = x W^T + bias by panels: build(row, rows, panel) decodes rows
+/// [row, row + rows) of W, flag(row, rows, bad) marks rows to recompute with
+/// exact_row(r, 0, T).
+template <class Panel, class Build, class Flag, class ExactRow>
+void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixView<const float> x,
+                      MatrixView<float> y, const Build& build, const Flag& flag,
+                      const ExactRow& exact_row) {
+  using XElem = typename Panel::XElem;
+  const int64_t t_count = x.extent(0), stride = Panel::packed_stride(k);
+  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
+  ThreadPool& pool = thread_pool();
+  const bool parallel = n * k * t_count >= (int64_t{1} << 18);
+  auto pack = [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) Panel::pack_token(&x(t, 0), k, packed + t * stride);
+  };
+  if (parallel && t_count * k >= (int64_t{1} << 16)) {
+    pool.parallel_for(0, t_count, 1, pack);
+  } else {
+    pack(0, t_count);
+  }
+  auto rows = [&](int64_t first, int64_t last) {
+    auto* panel = scratch_buffer<typename Panel::Elem, ScratchSlot::panel>(
+        static_cast<std::size_t>(Panel::panel_elems(k)));
+    alignas(64) float out[Panel::kMaxTokens * kPanelRows];
+    std::uint32_t bad[kPanelRows];
+    for (int64_t row = first; row < last; row += kPanelRows) {
+      const int64_t rows_here = std::min(kPanelRows, n - row);
+      build(row, rows_here, panel);
+      std::fill(bad, bad + kPanelRows, 0u);
+      flag(row, rows_here, bad);
+      float b[kPanelRows];
+      for (int64_t i = 0; i < rows_here; ++i) b[i] = bias.empty() ? 0.0f : bias[row + i].to_float();
+      for (int64_t t0 = 0; t0 < t_count; t0 += Panel::kMaxTokens) {
+        const int tt = static_cast<int>(std::min<int64_t>(Panel::kMaxTokens, t_count - t0));
+        call_panel_tile<Panel>(tt, panel, k, packed + t0 * stride, stride, out);
+        for (int j = 0; j < tt; ++j) {
+          float* y_row = &y(t0 + j, row);
+          for (int64_t i = 0; i < rows_here; ++i) y_row[i] = out[j * kPanelRows + i] + b[i];
+        }
+      }
+      for (int64_t i = 0; i < rows_here; ++i) {
+        if (bad[i] != 0) exact_row(row + i, 0, t_count);
+      }
+    }
+  };
+  if (parallel) {
+    pool.parallel_for(0, n, kPanelRows, rows);
+  } else {
+    rows(0, n);
+  }
+}
+
+/// Whether the panel path takes a product of t_count tokens with rows of
+/// row_bytes bytes (gather offsets of 16 rows must fit in 32 bits).
+inline bool use_panels(int64_t t_count, int64_t row_bytes) {
+  return t_count >= panel_min_tokens() && row_bytes < (int64_t{1} << 26);
+}
+
+/// MXFP4 by panels at the current precision.
+template <class ExactRow>
+void mxfp4_panels(const Mxfp4Rows& w, int64_t n, int64_t k, VectorView<const bf16> bias,
+                  MatrixView<const float> x, MatrixView<float> y, const ExactRow& exact) {
+  auto flag = [&](int64_t row, int64_t rows, std::uint32_t* bad) { flag_extreme_scales_avx512(w, row, rows, bad); };
+  auto scales = [&] {
+    return scratch_buffer<std::uint8_t, ScratchSlot::panel_scales>(static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
+  };
+  auto raw = [&] {
+    return scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(w.blocks_per_row * 16 * kPanelRows));
+  };
+  auto build_f32 = [&](int64_t row, int64_t rows, float* panel) {
+    mxfp4_panel_avx512<false>(w, row, rows, scales(), raw(), panel);
+  };
+  auto build_pairs = [&](int64_t row, int64_t rows, std::uint32_t* panel) {
+    mxfp4_panel_avx512<true>(w, row, rows, scales(), raw(), panel);
+  };
+  if (!bf16_precision_active()) {
+    run_panel_linear<PanelF32>(n, k, bias, x, y, build_f32, flag, exact);
+  } else if (matmul_precision() == MatmulPrecision::bf16x2) {
+    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, build_pairs, flag, exact);
+  } else {
+    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, build_pairs, flag, exact);
+  }
+}
+
+/// bf16 weights by panels at the current precision.
+inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorView<const bf16> bias,
+                        MatrixView<const float> x, MatrixView<float> y) {
+  auto flag = [](int64_t, int64_t, std::uint32_t*) {};
+  auto raw = [&] {
+    return scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(k * 2 * kPanelRows));
+  };
+  auto build_f32 = [&](int64_t row, int64_t rows, float* panel) { bf16_panel_avx512<false>(w, row, rows, raw(), panel); };
+  auto build_pairs = [&](int64_t row, int64_t rows, std::uint32_t* panel) {
+    bf16_panel_avx512<true>(w, row, rows, raw(), panel);
+  };
+  if (!bf16_precision_active()) {
+    run_panel_linear<PanelF32>(n, k, bias, x, y, build_f32, flag, no_exact_rows);
+  } else if (matmul_precision() == MatmulPrecision::bf16x2) {
+    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, build_pairs, flag, no_exact_rows);
+  } else {
+    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, build_pairs, flag, no_exact_rows);
+  }
+}
+
+#endif  // GPTOSS_X86
+
 /// Reference-exact y[t0 : t0 + count, r] (float64 sum, as cpu_reference).
 template <class W>
 void exact_linear_row(const W& w, int64_t r, VectorView<const bf16> bias, MatrixView<const float> x,
@@ -504,11 +689,6 @@ void exact_linear_row(const W& w, int64_t r, VectorView<const bf16> bias, Matrix
   }
 }
 
-inline auto no_exact_rows = [](int64_t, int64_t, int64_t) {};
-
-inline bool bf16_precision_active() {
-  return matmul_precision() != MatmulPrecision::fp32 && has_avx512_bf16();
-}
 
 }  // namespace gptoss::kernels::fast
 
@@ -527,7 +707,9 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
   switch (active_isa()) {
 #if GPTOSS_X86
     case Isa::avx512:
-      if (fast::bf16_precision_active()) {
+      if (fast::use_panels(x.extent(0), rows.blocks_per_row * 16)) {
+        fast::mxfp4_panels(rows, n, k, bias, x, y, exact);
+      } else if (fast::bf16_precision_active()) {
         if (matmul_precision() == MatmulPrecision::bf16x2) {
           fast::run_linear<fast::Avx512Mxfp4Bf16<true>>(rows, n, k, bias, x, y, exact);
         } else {
@@ -562,7 +744,9 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
   switch (active_isa()) {
 #if GPTOSS_X86
     case Isa::avx512:
-      if (fast::bf16_precision_active()) {
+      if (fast::use_panels(x.extent(0), k * 2)) {
+        fast::bf16_panels(rows, n, k, bias, x, y);
+      } else if (fast::bf16_precision_active()) {
         if (matmul_precision() == MatmulPrecision::bf16x2) {
           fast::run_linear<fast::Avx512DenseBf16Bf16<true>>(rows, n, k, bias, x, y, none);
         } else {

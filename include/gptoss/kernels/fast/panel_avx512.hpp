@@ -1,0 +1,216 @@
+// AVX-512 weight panels for products with many tokens (prefill, experts with
+// many routed tokens). A panel holds kPanelRows = 32 weight rows decoded once
+// into a column-major scratch buffer, (K, 32) floats or (K / 2, 32) bf16
+// pairs, padded with zeros to a multiple of 32 columns; the micro-kernel then
+// forms outer products of two 16-row panel vectors with one broadcast
+// activation per token, keeping 2 x TT accumulators (32 rows x TT tokens) in
+// registers across all of K. Decoding costs one pass over the panel per
+// call, shared by every token; the row-streaming kernels of
+// linear_avx512.hpp decode per token tile instead and stay the choice for a
+// few tokens.
+//
+// MXFP4 rows decode exactly: an E2M1 value times 2^(s - 127) is exact in
+// fp32 and in bf16 (two significant bits) for scale bytes s in [1, 251];
+// rows holding other bytes are flagged (flag_extreme_scales_avx512) and
+// recomputed by the caller, as in linear_avx512.hpp. A panel's rows are
+// contiguous in memory: they are first copied in order into a scratch
+// buffer (one sequential stream, which the hardware prefetchers follow;
+// gathering from 16 row streams at once stalls on memory), then gathered 16
+// rows at a time (vpgatherdd, byte offsets < 2^31: the caller checks).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "gptoss/core/bf16.hpp"
+#include "gptoss/formats/e2m1.hpp"
+#include "gptoss/kernels/fast/linear_avx512.hpp"
+#include "gptoss/kernels/fast/simd.hpp"
+
+namespace gptoss::kernels::fast {
+
+inline constexpr int64_t kPanelRows = 32;
+
+/// K rounded up to whole 32-column planes.
+constexpr int64_t panel_cols(int64_t k) noexcept { return (k + 31) / 32 * 32; }
+
+#if GPTOSS_X86
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+/// Byte offsets of rows row0 .. row0 + 15 (row_bytes apart) and the mask of
+/// those below `rows_here`.
+GPTOSS_TARGET_AVX512 inline __m512i row_offsets_avx512(int64_t row_bytes) noexcept {
+  return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                            _mm512_set1_epi32(static_cast<int>(row_bytes)));
+}
+
+/// Decodes MXFP4 rows [row, row + rows_here) (rows_here <= 32) into panel
+/// (K, 32) floats (Pairs = false) or (K / 2, 32) bf16 pairs, element 2p in
+/// the low half (Pairs = true). Rows past rows_here are zero. scale_scratch
+/// holds blocks_per_row * 32 bytes, row_scratch 32 rows of blocks.
+template <bool Pairs>
+GPTOSS_TARGET_AVX512 void mxfp4_panel_avx512(const Mxfp4Rows& w, int64_t row, int64_t rows_here,
+                                            std::uint8_t* scale_scratch, std::uint8_t* row_scratch,
+                                            void* panel) {
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;
+  std::memcpy(row_scratch, w.blocks + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
+  // Scale bytes transposed to (blocks, 32), so a block's 16 row scales load at once.
+  for (int64_t r = 0; r < kPanelRows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      scale_scratch[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : std::uint8_t{127};
+    }
+  }
+  const __m512 lut = _mm512_loadu_ps(e2m1::kValues.data());
+  const __m512i offsets = row_offsets_avx512(row_bytes);
+  const __mmask32 odd_words = 0xaaaaaaaau;
+  for (int64_t g = 0; g < 2; ++g) {
+    const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
+    const __mmask16 mask = first_lanes16(live);
+    const std::uint8_t* base = row_scratch + 16 * g * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m128i s = _mm_loadu_si128(reinterpret_cast<const __m128i*>(scale_scratch + b * kPanelRows + 16 * g));
+      const __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(s), 23));
+      for (int64_t j = 0; j < 4; ++j) {
+        // Dword j of block b of each row: bytes 4j..4j+3, elements 8j..8j+7.
+        const __m512i d = live == 0 ? _mm512_setzero_si512()
+                                    : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets,
+                                                                  base + b * 16 + 4 * j, 1);
+        const int64_t k0 = 32 * b + 8 * j;
+        if constexpr (Pairs) {
+          auto* out = static_cast<std::uint32_t*>(panel) + (k0 / 2) * kPanelRows + 16 * g;
+#pragma GCC unroll 4
+          for (int i = 0; i < 4; ++i) {
+            const __m512 lo = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 8 * i), lut), scale);
+            const __m512 hi = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 8 * i + 4), lut), scale);
+            const __m512i pair = _mm512_mask_blend_epi16(odd_words, _mm512_srli_epi32(_mm512_castps_si512(lo), 16),
+                                                         _mm512_castps_si512(hi));
+            _mm512_storeu_si512(out + i * kPanelRows, pair);
+          }
+        } else {
+          float* out = static_cast<float*>(panel) + k0 * kPanelRows + 16 * g;
+#pragma GCC unroll 8
+          for (int n = 0; n < 8; ++n) {
+            const __m512 v = _mm512_permutexvar_ps(n == 0 ? d : _mm512_srli_epi32(d, 4 * n), lut);
+            _mm512_storeu_ps(out + n * kPanelRows, _mm512_mul_ps(v, scale));
+          }
+        }
+      }
+    }
+  }
+}
+
+/// bf16 rows [row, row + rows_here) into panel (K, 32) floats (Pairs =
+/// false) or (K / 2, 32) bf16 pairs (Pairs = true), zero past K (up to
+/// panel_cols(K)) and past rows_here. row_scratch holds 32 rows.
+template <bool Pairs>
+GPTOSS_TARGET_AVX512 void bf16_panel_avx512(const DenseRows<bf16>& w, int64_t row, int64_t rows_here,
+                                           std::uint8_t* row_scratch, void* panel) {
+  const int64_t k = w.cols, kp = panel_cols(k), full_pairs = k / 2;
+  std::memcpy(row_scratch, w.data + row * k, static_cast<std::size_t>(rows_here * k) * sizeof(bf16));
+  const __m512i offsets = row_offsets_avx512(k * 2);
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  const std::uint16_t* bits = reinterpret_cast<const std::uint16_t*>(row_scratch);
+  for (int64_t g = 0; g < 2; ++g) {
+    const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
+    const __mmask16 mask = first_lanes16(live);
+    const std::uint16_t* base = bits + 16 * g * k;
+    for (int64_t p = 0; p < full_pairs; ++p) {
+      const __m512i d = live == 0 ? _mm512_setzero_si512()
+                                  : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets, base + 2 * p, 1);
+      if constexpr (Pairs) {
+        _mm512_storeu_si512(static_cast<std::uint32_t*>(panel) + p * kPanelRows + 16 * g, d);
+      } else {
+        float* out = static_cast<float*>(panel) + 2 * p * kPanelRows + 16 * g;
+        _mm512_storeu_ps(out, _mm512_castsi512_ps(_mm512_slli_epi32(d, 16)));
+        _mm512_storeu_ps(out + kPanelRows, _mm512_castsi512_ps(_mm512_and_si512(d, high_half)));
+      }
+    }
+  }
+  // The odd last column (paired with a zero) and the padding up to kp.
+  if constexpr (Pairs) {
+    auto* out = static_cast<std::uint32_t*>(panel);
+    std::memset(out + full_pairs * kPanelRows, 0, static_cast<std::size_t>((kp / 2 - full_pairs) * kPanelRows) * 4);
+    if (k % 2 != 0) {
+      for (int64_t r = 0; r < rows_here; ++r) out[full_pairs * kPanelRows + r] = bits[r * k + k - 1];
+    }
+  } else {
+    auto* out = static_cast<float*>(panel);
+    std::memset(out + 2 * full_pairs * kPanelRows, 0, static_cast<std::size_t>((kp - 2 * full_pairs) * kPanelRows) * 4);
+    if (k % 2 != 0) {
+      for (int64_t r = 0; r < rows_here; ++r) out[(k - 1) * kPanelRows + r] = w.data[(row + r) * k + k - 1].to_float();
+    }
+  }
+}
+
+/// out (TT, 32) = x (TT tokens, stride apart; kp floats each) times the
+/// float panel (kp, 32): fp32 products, fp32 sums.
+template <int TT>
+GPTOSS_TARGET_AVX512 void panel_f32_tile_avx512(const float* panel, int64_t kp, const float* x,
+                                               int64_t x_stride, float* out) {
+  __m512 c0[TT], c1[TT];
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) c0[j] = c1[j] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < kp; ++c) {
+    const __m512 w0 = _mm512_loadu_ps(panel + c * kPanelRows);
+    const __m512 w1 = _mm512_loadu_ps(panel + c * kPanelRows + 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < TT; ++j) {
+      const __m512 xb = _mm512_set1_ps(x[j * x_stride + c]);
+      c0[j] = _mm512_fmadd_ps(w0, xb, c0[j]);
+      c1[j] = _mm512_fmadd_ps(w1, xb, c1[j]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) {
+    _mm512_storeu_ps(out + j * kPanelRows, c0[j]);
+    _mm512_storeu_ps(out + j * kPanelRows + 16, c1[j]);
+  }
+}
+
+/// The same for the bf16-pair panel (kp / 2, 32) and activations in planes of
+/// 16 bf16 pairs (32 columns), each followed by its low-part plane when Split
+/// (round_planes_bf16_avx512's layout), with vdpbf16ps.
+template <int TT, bool Split>
+GPTOSS_TARGET_AVX512_BF16 void panel_bf16_tile_avx512(const std::uint32_t* panel, int64_t kp,
+                                                     const std::uint32_t* x, int64_t x_stride,
+                                                     float* out) {
+  constexpr int64_t kPlane = Split ? 32 : 16;  // uint32 per plane of x
+  __m512 c0[TT], c1[TT];
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) c0[j] = c1[j] = _mm512_setzero_ps();
+  for (int64_t plane = 0; plane < kp / 32; ++plane) {
+    const std::uint32_t* wp = panel + plane * 16 * kPanelRows;
+    const std::uint32_t* xp = x + plane * kPlane;
+    for (int q = 0; q < 16; ++q) {
+      const __m512bh w0 = as_bf16x32(_mm512_loadu_si512(wp + q * kPanelRows));
+      const __m512bh w1 = as_bf16x32(_mm512_loadu_si512(wp + q * kPanelRows + 16));
+#pragma GCC unroll 16
+      for (int j = 0; j < TT; ++j) {
+        const __m512bh hi = as_bf16x32(_mm512_set1_epi32(static_cast<int>(xp[j * x_stride + q])));
+        c0[j] = _mm512_dpbf16_ps(c0[j], w0, hi);
+        c1[j] = _mm512_dpbf16_ps(c1[j], w1, hi);
+        if constexpr (Split) {
+          const __m512bh lo = as_bf16x32(_mm512_set1_epi32(static_cast<int>(xp[j * x_stride + 16 + q])));
+          c0[j] = _mm512_dpbf16_ps(c0[j], w0, lo);
+          c1[j] = _mm512_dpbf16_ps(c1[j], w1, lo);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) {
+    _mm512_storeu_ps(out + j * kPanelRows, c0[j]);
+    _mm512_storeu_ps(out + j * kPanelRows + 16, c1[j]);
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+#endif  // GPTOSS_X86
+
+}  // namespace gptoss::kernels::fast
