@@ -530,8 +530,9 @@ struct PanelF32 {
     std::fill(out + k, out + panel_cols(k), 0.0f);
   }
   template <int TT>
-  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out) {
-    panel_f32_tile_avx512<TT>(panel, panel_cols(k), x, stride, out);
+  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out,
+                   PrefetchLines ahead) {
+    panel_f32_tile_avx512<TT>(panel, panel_cols(k), x, stride, out, ahead);
   }
 };
 
@@ -550,31 +551,34 @@ struct PanelBf16 {
     round_planes_bf16_avx512(padded, kp / 32, Split, reinterpret_cast<std::uint16_t*>(out));
   }
   template <int TT>
-  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out) {
-    panel_bf16_tile_avx512<TT, Split>(panel, panel_cols(k), x, stride, out);
+  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out,
+                   PrefetchLines ahead) {
+    panel_bf16_tile_avx512<TT, Split>(panel, panel_cols(k), x, stride, out, ahead);
   }
 };
 
 /// Calls Panel::tile<tokens> for a run-time token count in [1, kMaxTokens].
 template <class Panel, int TT = 1>
 void call_panel_tile(int tokens, const typename Panel::Elem* panel, int64_t k,
-                     const typename Panel::XElem* x, int64_t stride, float* out) {
+                     const typename Panel::XElem* x, int64_t stride, float* out, PrefetchLines ahead) {
   if constexpr (TT <= Panel::kMaxTokens) {
     if (tokens == TT) {
-      Panel::template tile<TT>(panel, k, x, stride, out);
+      Panel::template tile<TT>(panel, k, x, stride, out, ahead);
     } else {
-      call_panel_tile<Panel, TT + 1>(tokens, panel, k, x, stride, out);
+      call_panel_tile<Panel, TT + 1>(tokens, panel, k, x, stride, out, ahead);
     }
   }
 }
 
 /// y (T, N) = x W^T + bias by panels: build(row, rows, panel) decodes rows
 /// [row, row + rows) of W, flag(row, rows, bad) marks rows to recompute with
-/// exact_row(r, 0, T).
+/// exact_row(r, 0, T). While a panel's tiles compute, the rows of the next
+/// panel ([row_bytes * row, ...) from `weights`) are prefetched into L2, so
+/// that its build does not wait on memory.
 template <class Panel, class Build, class Flag, class ExactRow>
 void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixView<const float> x,
-                      MatrixView<float> y, const Build& build, const Flag& flag,
-                      const ExactRow& exact_row) {
+                      MatrixView<float> y, const void* weights, int64_t row_bytes, const Build& build,
+                      const Flag& flag, const ExactRow& exact_row) {
   using XElem = typename Panel::XElem;
   const int64_t t_count = x.extent(0), stride = Panel::packed_stride(k);
   XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
@@ -600,9 +604,15 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
       flag(row, rows_here, bad);
       float b[kPanelRows];
       for (int64_t i = 0; i < rows_here; ++i) b[i] = bias.empty() ? 0.0f : bias[row + i].to_float();
+      const int64_t next = row + kPanelRows, next_rows = std::max<int64_t>(0, std::min(kPanelRows, last - next));
+      PrefetchLines ahead{static_cast<const char*>(weights) + next * row_bytes, (next_rows * row_bytes + 63) / 64};
       for (int64_t t0 = 0; t0 < t_count; t0 += Panel::kMaxTokens) {
         const int tt = static_cast<int>(std::min<int64_t>(Panel::kMaxTokens, t_count - t0));
-        call_panel_tile<Panel>(tt, panel, k, packed + t0 * stride, stride, out);
+        // One line per K step (kp / 2 steps of the bf16 tile: the smaller).
+        const int64_t lines_now = std::min(ahead.lines, panel_cols(k) / 2);
+        call_panel_tile<Panel>(tt, panel, k, packed + t0 * stride, stride, out, {ahead.bytes, lines_now});
+        ahead.bytes += 64 * lines_now;
+        ahead.lines -= lines_now;
         for (int j = 0; j < tt; ++j) {
           float* y_row = &y(t0 + j, row);
           for (int64_t i = 0; i < rows_here; ++i) y_row[i] = out[j * kPanelRows + i] + b[i];
@@ -630,6 +640,7 @@ inline bool use_panels(int64_t t_count, int64_t row_bytes) {
 template <class ExactRow>
 void mxfp4_panels(const Mxfp4Rows& w, int64_t n, int64_t k, VectorView<const bf16> bias,
                   MatrixView<const float> x, MatrixView<float> y, const ExactRow& exact) {
+  const int64_t row_bytes = w.blocks_per_row * 16;
   auto flag = [&](int64_t row, int64_t rows, std::uint32_t* bad) { flag_extreme_scales_avx512(w, row, rows, bad); };
   auto scales = [&] {
     return scratch_buffer<std::uint8_t, ScratchSlot::panel_scales>(static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
@@ -644,17 +655,18 @@ void mxfp4_panels(const Mxfp4Rows& w, int64_t n, int64_t k, VectorView<const bf1
     mxfp4_panel_avx512<true>(w, row, rows, scales(), raw(), panel);
   };
   if (!bf16_precision_active()) {
-    run_panel_linear<PanelF32>(n, k, bias, x, y, build_f32, flag, exact);
+    run_panel_linear<PanelF32>(n, k, bias, x, y, w.blocks, row_bytes, build_f32, flag, exact);
   } else if (matmul_precision() == MatmulPrecision::bf16x2) {
-    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, build_pairs, flag, exact);
+    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, w.blocks, row_bytes, build_pairs, flag, exact);
   } else {
-    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, build_pairs, flag, exact);
+    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, w.blocks, row_bytes, build_pairs, flag, exact);
   }
 }
 
 /// bf16 weights by panels at the current precision.
 inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorView<const bf16> bias,
                         MatrixView<const float> x, MatrixView<float> y) {
+  const int64_t row_bytes = k * static_cast<int64_t>(sizeof(bf16));
   auto flag = [](int64_t, int64_t, std::uint32_t*) {};
   auto raw = [&] {
     return scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(k * 2 * kPanelRows));
@@ -664,11 +676,11 @@ inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorVi
     bf16_panel_avx512<true>(w, row, rows, raw(), panel);
   };
   if (!bf16_precision_active()) {
-    run_panel_linear<PanelF32>(n, k, bias, x, y, build_f32, flag, no_exact_rows);
+    run_panel_linear<PanelF32>(n, k, bias, x, y, w.data, row_bytes, build_f32, flag, no_exact_rows);
   } else if (matmul_precision() == MatmulPrecision::bf16x2) {
-    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, build_pairs, flag, no_exact_rows);
+    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, w.data, row_bytes, build_pairs, flag, no_exact_rows);
   } else {
-    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, build_pairs, flag, no_exact_rows);
+    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, w.data, row_bytes, build_pairs, flag, no_exact_rows);
   }
 }
 

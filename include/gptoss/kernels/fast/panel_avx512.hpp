@@ -146,17 +146,25 @@ GPTOSS_TARGET_AVX512 void bf16_panel_avx512(const DenseRows<bf16>& w, int64_t ro
   }
 }
 
+/// Lines of the next panel's rows to bring into L2 while a tile computes:
+/// one per K step, `lines` lines of 64 bytes from `bytes` on.
+struct PrefetchLines {
+  const char* bytes = nullptr;
+  int64_t lines = 0;
+};
+
 /// out (TT, 32) = x (TT tokens, stride apart; kp floats each) times the
 /// float panel (kp, 32): fp32 products, fp32 sums.
 template <int TT>
 GPTOSS_TARGET_AVX512 void panel_f32_tile_avx512(const float* panel, int64_t kp, const float* x,
-                                               int64_t x_stride, float* out) {
+                                               int64_t x_stride, float* out, PrefetchLines ahead) {
   __m512 c0[TT], c1[TT];
 #pragma GCC unroll 16
   for (int j = 0; j < TT; ++j) c0[j] = c1[j] = _mm512_setzero_ps();
   for (int64_t c = 0; c < kp; ++c) {
     const __m512 w0 = _mm512_loadu_ps(panel + c * kPanelRows);
     const __m512 w1 = _mm512_loadu_ps(panel + c * kPanelRows + 16);
+    if (c < ahead.lines) __builtin_prefetch(ahead.bytes + 64 * c, 0, 2);
 #pragma GCC unroll 16
     for (int j = 0; j < TT; ++j) {
       const __m512 xb = _mm512_set1_ps(x[j * x_stride + c]);
@@ -177,7 +185,7 @@ GPTOSS_TARGET_AVX512 void panel_f32_tile_avx512(const float* panel, int64_t kp, 
 template <int TT, bool Split>
 GPTOSS_TARGET_AVX512_BF16 void panel_bf16_tile_avx512(const std::uint32_t* panel, int64_t kp,
                                                      const std::uint32_t* x, int64_t x_stride,
-                                                     float* out) {
+                                                     float* out, PrefetchLines ahead) {
   constexpr int64_t kPlane = Split ? 32 : 16;  // uint32 per plane of x
   __m512 c0[TT], c1[TT];
 #pragma GCC unroll 16
@@ -188,6 +196,7 @@ GPTOSS_TARGET_AVX512_BF16 void panel_bf16_tile_avx512(const std::uint32_t* panel
     for (int q = 0; q < 16; ++q) {
       const __m512bh w0 = as_bf16x32(_mm512_loadu_si512(wp + q * kPanelRows));
       const __m512bh w1 = as_bf16x32(_mm512_loadu_si512(wp + q * kPanelRows + 16));
+      if (const int64_t c = 16 * plane + q; c < ahead.lines) __builtin_prefetch(ahead.bytes + 64 * c, 0, 2);
 #pragma GCC unroll 16
       for (int j = 0; j < TT; ++j) {
         const __m512bh hi = as_bf16x32(_mm512_set1_epi32(static_cast<int>(xp[j * x_stride + q])));
