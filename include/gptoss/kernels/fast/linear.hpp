@@ -9,6 +9,10 @@
 // from memory once per call (batch 1: exactly once; batches: once per row
 // block, reused from cache for every token tile). The activations are
 // repacked once per call into the order the micro-kernel's decoder produces.
+// From panel_min_tokens() tokens on (16 by default), the AVX-512 tier
+// instead decodes each group of 32 rows once into a panel and multiplies
+// every token with it (panel_avx512.hpp): decoding is then shared by all
+// tokens and 32 x 12 accumulators stay in registers.
 //
 // Precision (set_matmul_precision or GPTOSS_MATMUL_PRECISION): fp32, the
 // default, multiplies fp32 activations exactly (fp32 products, fp32 sums);
