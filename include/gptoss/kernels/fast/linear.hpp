@@ -30,6 +30,7 @@
 #include <optional>
 #include <span>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "gptoss/core/backend.hpp"
@@ -462,6 +463,32 @@ DenseRows<T> padded_rows(const DenseRows<T>& w) {
   return {data, kMaxGroupRows, w.cols};
 }
 
+/// Whether a product of n x k weights with t_count tokens goes to the pool:
+/// below about 2^18 multiply-adds (tens of microseconds) a round trip is not
+/// worth it.
+inline bool worth_parallel(int64_t n, int64_t k, int64_t t_count) {
+  return n * k * t_count >= (int64_t{1} << 18);
+}
+
+/// Packs every token of x (T, K) with pack_token(x_row, k, out) into
+/// per-thread scratch, `stride` elements per token (across the pool when
+/// `parallel` and there is enough to pack).
+template <class XElem, class PackToken>
+const XElem* pack_activations(MatrixView<const float> x, int64_t k, int64_t stride, bool parallel,
+                              const PackToken& pack_token) {
+  const int64_t t_count = x.extent(0);
+  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
+  auto pack = [&](int64_t first, int64_t last) {
+    for (int64_t t = first; t < last; ++t) pack_token(&x(t, 0), k, packed + t * stride);
+  };
+  if (parallel && t_count * k >= (int64_t{1} << 16)) {
+    thread_pool().parallel_for(0, t_count, 1, pack);
+  } else {
+    pack(0, t_count);
+  }
+  return packed;
+}
+
 /// Packs x into the family's layout and runs linear_rows over the pool.
 template <class Family, class ExactRow>
 void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
@@ -471,19 +498,9 @@ void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
   const typename Family::Rows w = n < kMaxGroupRows ? padded_rows(weights) : weights;
   const int64_t t_count = x.extent(0), stride = Family::packed_stride(k);
   const int64_t chunks = Family::chunks(k);
-  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
+  const bool parallel = worth_parallel(n, k, t_count);
+  const XElem* packed = pack_activations<XElem>(x, k, stride, parallel, Family::pack_token);
   ThreadPool& pool = thread_pool();
-  // Below about 2^18 multiply-adds (tens of microseconds) a pool round trip
-  // is not worth it.
-  const bool parallel = n * k * t_count >= (int64_t{1} << 18);
-  auto pack = [&](int64_t first, int64_t last) {
-    for (int64_t t = first; t < last; ++t) Family::pack_token(&x(t, 0), k, packed + t * stride);
-  };
-  if (parallel && t_count * k >= (int64_t{1} << 16)) {
-    pool.parallel_for(0, t_count, 1, pack);
-  } else {
-    pack(0, t_count);
-  }
   auto rows = [&](int64_t first, int64_t last) {
     linear_rows<Family>(w, chunks, packed, stride, t_count, bias, y, first, last, exact_row);
   };
@@ -585,17 +602,9 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
                       const Flag& flag, const ExactRow& exact_row) {
   using XElem = typename Panel::XElem;
   const int64_t t_count = x.extent(0), stride = Panel::packed_stride(k);
-  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(t_count * stride));
+  const bool parallel = worth_parallel(n, k, t_count);
+  const XElem* packed = pack_activations<XElem>(x, k, stride, parallel, Panel::pack_token);
   ThreadPool& pool = thread_pool();
-  const bool parallel = n * k * t_count >= (int64_t{1} << 18);
-  auto pack = [&](int64_t first, int64_t last) {
-    for (int64_t t = first; t < last; ++t) Panel::pack_token(&x(t, 0), k, packed + t * stride);
-  };
-  if (parallel && t_count * k >= (int64_t{1} << 16)) {
-    pool.parallel_for(0, t_count, 1, pack);
-  } else {
-    pack(0, t_count);
-  }
   auto rows = [&](int64_t first, int64_t last) {
     auto* panel = scratch_buffer<typename Panel::Elem, ScratchSlot::panel>(
         static_cast<std::size_t>(Panel::panel_elems(k)));
@@ -640,31 +649,39 @@ inline bool use_panels(int64_t t_count, int64_t row_bytes) {
   return t_count >= panel_min_tokens() && row_bytes < (int64_t{1} << 26);
 }
 
+/// run_panel_linear with the panel family of the current precision;
+/// build(row, rows, panel) takes a float* (fp32) or std::uint32_t* (bf16
+/// pairs) panel.
+template <class Build, class Flag, class ExactRow>
+void run_panels_at_precision(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixView<const float> x,
+                             MatrixView<float> y, const void* weights, int64_t row_bytes,
+                             const Build& build, const Flag& flag, const ExactRow& exact) {
+  if (!bf16_precision_active()) {
+    run_panel_linear<PanelF32>(n, k, bias, x, y, weights, row_bytes, build, flag, exact);
+  } else if (matmul_precision() == MatmulPrecision::bf16x2) {
+    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, weights, row_bytes, build, flag, exact);
+  } else {
+    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, weights, row_bytes, build, flag, exact);
+  }
+}
+
+/// Whether a panel of this element type holds bf16 pairs (else floats).
+template <class PanelPointer>
+inline constexpr bool kPairPanel = std::is_same_v<PanelPointer, std::uint32_t*>;
+
 /// MXFP4 by panels at the current precision.
 template <class ExactRow>
 void mxfp4_panels(const Mxfp4Rows& w, int64_t n, int64_t k, VectorView<const bf16> bias,
                   MatrixView<const float> x, MatrixView<float> y, const ExactRow& exact) {
   const int64_t row_bytes = w.blocks_per_row * 16;
   auto flag = [&](int64_t row, int64_t rows, std::uint32_t* bad) { flag_extreme_scales_avx512(w, row, rows, bad); };
-  auto scales = [&] {
-    return scratch_buffer<std::uint8_t, ScratchSlot::panel_scales>(static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
+  auto build = [&](int64_t row, int64_t rows, auto* panel) {
+    auto* scales = scratch_buffer<std::uint8_t, ScratchSlot::panel_scales>(
+        static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
+    auto* raw = scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
+    mxfp4_panel_avx512<kPairPanel<decltype(panel)>>(w, row, rows, scales, raw, panel);
   };
-  auto raw = [&] {
-    return scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(w.blocks_per_row * 16 * kPanelRows));
-  };
-  auto build_f32 = [&](int64_t row, int64_t rows, float* panel) {
-    mxfp4_panel_avx512<false>(w, row, rows, scales(), raw(), panel);
-  };
-  auto build_pairs = [&](int64_t row, int64_t rows, std::uint32_t* panel) {
-    mxfp4_panel_avx512<true>(w, row, rows, scales(), raw(), panel);
-  };
-  if (!bf16_precision_active()) {
-    run_panel_linear<PanelF32>(n, k, bias, x, y, w.blocks, row_bytes, build_f32, flag, exact);
-  } else if (matmul_precision() == MatmulPrecision::bf16x2) {
-    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, w.blocks, row_bytes, build_pairs, flag, exact);
-  } else {
-    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, w.blocks, row_bytes, build_pairs, flag, exact);
-  }
+  run_panels_at_precision(n, k, bias, x, y, w.blocks, row_bytes, build, flag, exact);
 }
 
 /// bf16 weights by panels at the current precision.
@@ -672,20 +689,11 @@ inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorVi
                         MatrixView<const float> x, MatrixView<float> y) {
   const int64_t row_bytes = k * static_cast<int64_t>(sizeof(bf16));
   auto flag = [](int64_t, int64_t, std::uint32_t*) {};
-  auto raw = [&] {
-    return scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(k * 2 * kPanelRows));
+  auto build = [&](int64_t row, int64_t rows, auto* panel) {
+    auto* raw = scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
+    bf16_panel_avx512<kPairPanel<decltype(panel)>>(w, row, rows, raw, panel);
   };
-  auto build_f32 = [&](int64_t row, int64_t rows, float* panel) { bf16_panel_avx512<false>(w, row, rows, raw(), panel); };
-  auto build_pairs = [&](int64_t row, int64_t rows, std::uint32_t* panel) {
-    bf16_panel_avx512<true>(w, row, rows, raw(), panel);
-  };
-  if (!bf16_precision_active()) {
-    run_panel_linear<PanelF32>(n, k, bias, x, y, w.data, row_bytes, build_f32, flag, no_exact_rows);
-  } else if (matmul_precision() == MatmulPrecision::bf16x2) {
-    run_panel_linear<PanelBf16<true>>(n, k, bias, x, y, w.data, row_bytes, build_pairs, flag, no_exact_rows);
-  } else {
-    run_panel_linear<PanelBf16<false>>(n, k, bias, x, y, w.data, row_bytes, build_pairs, flag, no_exact_rows);
-  }
+  run_panels_at_precision(n, k, bias, x, y, w.data, row_bytes, build, flag, no_exact_rows);
 }
 
 #endif  // GPTOSS_X86
