@@ -618,7 +618,8 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
       float b[kPanelRows];
       for (int64_t i = 0; i < rows_here; ++i) b[i] = bias.empty() ? 0.0f : bias[row + i].to_float();
       const int64_t next = row + kPanelRows, next_rows = std::max<int64_t>(0, std::min(kPanelRows, last - next));
-      PrefetchLines ahead{static_cast<const char*>(weights) + next * row_bytes, (next_rows * row_bytes + 63) / 64};
+      PrefetchLines ahead;
+      if (next_rows > 0) ahead = {static_cast<const char*>(weights) + next * row_bytes, (next_rows * row_bytes + 63) / 64};
       for (int64_t t0 = 0; t0 < t_count; t0 += Panel::kMaxTokens) {
         const int tt = static_cast<int>(std::min<int64_t>(Panel::kMaxTokens, t_count - t0));
         // One line per K step (kp / 2 steps of the bf16 tile: the smaller).
