@@ -131,13 +131,7 @@ inline void attend_group_portable(const AttentionGroup& g) {
 }
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 /// Transposes 16 rows of 16 floats (rows[i], masked to `cols` columns; rows
 /// past `count` are zero) into out[c * 16 + i] for c < 16.
@@ -464,9 +458,7 @@ GPTOSS_TARGET_AVX2 inline void attend_group_avx2(const AttentionGroup& g, float*
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 /// First index in [0, n) whose k_pos exceeds `bound` (k_pos increasing).

@@ -374,15 +374,15 @@ struct Portable {
 
 // ---- the driver ------------------------------------------------------------
 
-/// Calls Family::tile<tokens> for a run-time token count in [1, kMaxTokens].
-template <class Family, int TT = 1>
-void call_tile(int tokens, const typename Family::Rows& w, int64_t row, int64_t c0, int64_t c1,
-               const typename Family::XElem* x, int64_t stride, float* acc) {
-  if constexpr (TT <= Family::kMaxTokens) {
+/// Calls fn(std::integral_constant<int, tokens>{}) for a run-time token
+/// count in [1, Max]: the micro-kernels take their token count at compile time.
+template <int Max, int TT = 1, class Fn>
+void with_token_count(int tokens, const Fn& fn) {
+  if constexpr (TT <= Max) {
     if (tokens == TT) {
-      Family::template tile<TT>(w, row, c0, c1, x, stride, acc);
+      fn(std::integral_constant<int, TT>{});
     } else {
-      call_tile<Family, TT + 1>(tokens, w, row, c0, c1, x, stride, acc);
+      with_token_count<Max, TT + 1>(tokens, fn);
     }
   }
 }
@@ -417,7 +417,9 @@ void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename 
       for (int64_t c0 = 0; c0 < chunks; c0 += k_block) {
         const int64_t c1 = std::min(chunks, c0 + k_block);
         for (int64_t g = 0; g < rows_here; g += group) {
-          call_tile<Family>(tt, w, group_row(g), c0, c1, x_tile, stride, acc + g * tt * L);
+          with_token_count<Family::kMaxTokens>(tt, [&](auto count) {
+            Family::template tile<decltype(count)::value>(w, group_row(g), c0, c1, x_tile, stride, acc + g * tt * L);
+          });
         }
       }
       Family::sum_lanes(acc, groups_rows * tt, sums);
@@ -578,19 +580,6 @@ struct PanelBf16 {
   }
 };
 
-/// Calls Panel::tile<tokens> for a run-time token count in [1, kMaxTokens].
-template <class Panel, int TT = 1>
-void call_panel_tile(int tokens, const typename Panel::Elem* panel, int64_t k,
-                     const typename Panel::XElem* x, int64_t stride, float* out, PrefetchLines ahead) {
-  if constexpr (TT <= Panel::kMaxTokens) {
-    if (tokens == TT) {
-      Panel::template tile<TT>(panel, k, x, stride, out, ahead);
-    } else {
-      call_panel_tile<Panel, TT + 1>(tokens, panel, k, x, stride, out, ahead);
-    }
-  }
-}
-
 /// y (T, N) = x W^T + bias by panels: build(row, rows, panel) decodes rows
 /// [row, row + rows) of W, flag(row, rows, bad) marks rows to recompute with
 /// exact_row(r, 0, T). While a panel's tiles compute, the rows of the next
@@ -624,7 +613,9 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
         const int tt = static_cast<int>(std::min<int64_t>(Panel::kMaxTokens, t_count - t0));
         // One line per K step (kp / 2 steps of the bf16 tile: the smaller).
         const int64_t lines_now = std::min(ahead.lines, panel_cols(k) / 2);
-        call_panel_tile<Panel>(tt, panel, k, packed + t0 * stride, stride, out, {ahead.bytes, lines_now});
+        with_token_count<Panel::kMaxTokens>(tt, [&](auto count) {
+          Panel::template tile<decltype(count)::value>(panel, k, packed + t0 * stride, stride, out, {ahead.bytes, lines_now});
+        });
         ahead.bytes += 64 * lines_now;
         ahead.lines -= lines_now;
         for (int j = 0; j < tt; ++j) {

@@ -35,13 +35,7 @@ inline const float* scaled_e2m1_table() {
 }
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 /// sums[i] = the sum of the 8 floats at acc + 8 i, for i < count.
 GPTOSS_TARGET_AVX2 inline void sum_lanes8_avx2(const float* acc, int64_t count, float* sums) {
@@ -187,9 +181,7 @@ GPTOSS_TARGET_AVX2 void dense_bf16_f32_tile_avx2(const DenseRows<bf16>& w, int64
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast

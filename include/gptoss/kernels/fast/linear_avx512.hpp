@@ -102,13 +102,7 @@ inline constexpr std::uint32_t kScaleBytePattern[16] = {
     0x80038080u, 0x80038080u, 0x80038080u, 0x80038080u};
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 /// The same 512 bits seen as 32 bf16 (what vdpbf16ps takes).
 GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
@@ -489,9 +483,7 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast

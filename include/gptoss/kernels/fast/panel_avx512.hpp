@@ -35,11 +35,7 @@ inline constexpr int64_t kPanelRows = 32;
 constexpr int64_t panel_cols(int64_t k) noexcept { return (k + 31) / 32 * 32; }
 
 #if GPTOSS_X86
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 /// Byte offsets of rows row0 .. row0 + 15 (row_bytes apart) and the mask of
 /// those below `rows_here`.
@@ -217,9 +213,7 @@ GPTOSS_TARGET_AVX512_BF16 void panel_bf16_tile_avx512(const std::uint32_t* panel
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast

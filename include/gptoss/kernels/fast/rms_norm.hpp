@@ -27,13 +27,7 @@ inline void rms_norm_row_portable(const float* x, const bf16* scale, int64_t d, 
 }
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 /// 16 bf16 (masked) widened to fp32.
 GPTOSS_TARGET_AVX512 inline __m512 load_bf16x16_avx512(const bf16* p, std::uint16_t mask) noexcept {
@@ -99,9 +93,7 @@ GPTOSS_TARGET_AVX2 inline void rms_norm_row_avx2(const float* x, const bf16* sca
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast

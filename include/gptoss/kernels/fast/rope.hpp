@@ -53,13 +53,7 @@ inline void rotate_heads_portable(float* x, int64_t heads, int64_t half, const f
 }
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 GPTOSS_TARGET_AVX512 inline void rotate_heads_avx512(float* x, int64_t heads, int64_t half,
                                                      const float* cos, const float* sin) {
@@ -91,9 +85,7 @@ GPTOSS_TARGET_AVX2 inline void rotate_heads_avx2(float* x, int64_t heads, int64_
   }
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast

@@ -53,13 +53,7 @@ inline void swiglu_row_portable(const float* x, int64_t n, float alpha, float li
 }
 
 #if GPTOSS_X86
-// GCC 12's _mm*_undefined_* (inside shift, permute and convert intrinsics)
-// trips -W(maybe-)uninitialized once inlined; those lanes are never read.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
 GPTOSS_TARGET_AVX512 inline void swiglu_row_avx512(const float* x, int64_t n, float alpha,
                                                    float limit, float* out) {
@@ -100,9 +94,7 @@ GPTOSS_TARGET_AVX2 inline void swiglu_row_avx2(const float* x, int64_t n, float 
   for (; i < n; ++i) out[i] = swiglu_pair_f32(x[2 * i], x[2 * i + 1], alpha, limit);
 }
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
 #endif  // GPTOSS_X86
 
 }  // namespace gptoss::kernels::fast
