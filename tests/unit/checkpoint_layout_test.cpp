@@ -161,6 +161,17 @@ TEST_CASE("Layout: Hugging Face config variants", "[checkpoint][layout][config]"
     CHECK(d.rope().high() == 18.0);  // ceil(17.40)
     CHECK_FALSE(io::parse_hf_config(real, "x").rope_truncate);
   }
+  SECTION("a YaRN beta that makes the bounds NaN or infinite is refused, rounded or not") {
+    for (const bool truncate : {true, false}) {
+      for (const double beta : {-32.0, 0.0}) {
+        auto j = real;
+        j["rope_scaling"]["truncate"] = truncate;
+        j["rope_scaling"]["beta_fast"] = beta;
+        INFO("truncate " << truncate << ", beta_fast " << beta);
+        REQUIRE_THROWS_AS(io::parse_hf_config(j, "cfg"), ConfigError);
+      }
+    }
+  }
   SECTION("a layer pattern other than even-sliding is refused") {
     auto j = real;
     j["layer_types"][0] = "full_attention";

@@ -229,6 +229,20 @@ TEST_CASE("config: detail::log in constant expressions matches std::log", "[conf
   CHECK(std::isnan(detail::log(minus_one)));
 }
 
+TEST_CASE("config: detail::floor rounds down and passes special values through", "[config]") {
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  static_assert(detail::floor(2.5) == 2.0 && detail::floor(-2.5) == -3.0 && detail::floor(-3.0) == -3.0);
+  static_assert(detail::floor(0x1p70) == 0x1p70 && detail::floor(-0x1p70) == -0x1p70);
+  static_assert(detail::floor(inf) == inf && detail::floor(-inf) == -inf);
+  // At run time too (UBSan checks the casts): NaN, infinities and huge values
+  // come back unchanged instead of going through an out-of-range cast.
+  volatile double nan = std::numeric_limits<double>::quiet_NaN(), big = 0x1p63, minus = -7.25;
+  CHECK(std::isnan(detail::floor(nan)));
+  CHECK(detail::floor(big) == 0x1p63);
+  CHECK(detail::floor(-big) == -0x1p63);
+  CHECK(detail::floor(minus) == -8.0);
+}
+
 TEST_CASE("config: is_sliding_layer alternates starting with a sliding layer", "[config]") {
   CHECK(ModelDims::is_sliding_layer(0));
   CHECK_FALSE(ModelDims::is_sliding_layer(1));

@@ -36,8 +36,10 @@ constexpr double log(double x) noexcept {
   for (int k = 1; k < 200; k += 2) { sum += term / k; term *= z2; }
   return 2.0 * sum + exponent * std::numbers::ln2;
 }
-/// floor() usable in constant expressions, for |x| < 2^62.
+/// floor() usable in constant expressions. NaN, infinities and |x| >= 2^62
+/// (already integral) come back unchanged, so no cast is out of range.
 constexpr double floor(double x) noexcept {
+  if (!(x > -0x1p62 && x < 0x1p62)) return x;
   const auto i = static_cast<long long>(x);
   return static_cast<double>(x < 0 && static_cast<double>(i) != x ? i - 1 : i);
 }
