@@ -2,7 +2,8 @@
 // saturating), the OCP Microscaling scale choice, exact round trips of every
 // representable value at every scale, agreement with an independent float64
 // implementation of OCP quantization written here, both nibble orders, and
-// the shape checks of FP4TensorView.
+// the shape checks of FP4TensorView. Also the 8-bit block format
+// (int8_matrix.hpp): error bound, exact values, padding, non-finite input.
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -20,6 +21,7 @@
 #include <catch2/catch.hpp>
 
 #include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/formats/int8_matrix.hpp"
 
 #include "support/matchers.hpp"
 
@@ -560,4 +562,64 @@ TEST_CASE("MXFP4 quantize: never produces NaN, even from infinities and extremes
   CHECK(d(2, 0) == -std::ldexp(6.0f, 125));
   CHECK(int(q.scales()[3]) == 0);  // subnormal amax clamps to the smallest scale
   CHECK(d(3, 31) == 0.0f);
+}
+
+TEST_CASE("int8 blocks: each weight within half a step of its block's scale, exact where representable",
+          "[int8][quantize]") {
+  std::mt19937_64 rng(77);
+  std::uniform_real_distribution<float> u(-3.0f, 3.0f);
+  for (const index_t cols : {index_t{1}, index_t{31}, index_t{32}, index_t{33}, index_t{100}, index_t{2880}}) {
+    INFO("cols " << cols);
+    const index_t rows = 5;
+    Tensor<bf16, 2> w({rows, cols});
+    for (index_t r = 0; r < rows; ++r) {
+      for (index_t c = 0; c < cols; ++c) w(r, c) = bf16::from_float(r == 3 ? 0.0f : u(rng));
+    }
+    const Int8Matrix q = quantize_int8(w.view(), "w");
+    const Int8MatrixView v = q.view();
+    REQUIRE(v.rows() == rows);
+    REQUIRE(v.cols() == cols);
+    REQUIRE(v.row_stride() % 32 == 0);
+    for (index_t r = 0; r < rows; ++r) {
+      for (index_t b = 0; b < v.blocks_per_row(); ++b) {
+        // The scale is the block's largest magnitude over 127 (float64 check).
+        double max_abs = 0.0;
+        for (index_t c = 32 * b; c < std::min(cols, 32 * b + 32); ++c) {
+          max_abs = std::max(max_abs, std::fabs(static_cast<double>(w(r, c).to_float())));
+        }
+        const double scale = v.scales()[r * v.blocks_per_row() + b];
+        CHECK(scale == Approx(max_abs / 127.0).epsilon(1e-6));
+        for (index_t c = 32 * b; c < 32 * b + 32; ++c) {
+          if (c >= cols) {
+            CHECK(v.values()[r * v.row_stride() + c] == 0);  // padding
+            continue;
+          }
+          const double want = w(r, c).to_float();
+          CHECK(std::fabs(v.at(r, c) - want) <= 0.5 * scale + 1e-6 * std::fabs(want) + 1e-30);  // + fp32 rounding
+        }
+      }
+    }
+    std::vector<float> decoded(static_cast<std::size_t>(cols));
+    v.decode_row(3, decoded);  // the all-zero row stays zero
+    CHECK(std::all_of(decoded.begin(), decoded.end(), [](float x) { return x == 0.0f; }));
+  }
+  SECTION("integer multiples of the scale come back exactly, signs and 127 included") {
+    Tensor<bf16, 2> w({1, 32});
+    for (index_t c = 0; c < 32; ++c) w(0, c) = bf16::from_float(static_cast<float>((c % 2 ? -1 : 1) * (4 * c)));
+    w(0, 5) = bf16::from_float(-127.0f);
+    w(0, 6) = bf16::from_float(127.0f);
+    const Int8Matrix q = quantize_int8(w.view(), "w");
+    CHECK(q.view().scales()[0] == 1.0f);
+    for (index_t c = 0; c < 32; ++c) CHECK(q.view().at(0, c) == w(0, c).to_float());
+  }
+}
+
+TEST_CASE("int8 blocks: a non-finite weight is a RangeError naming the tensor and element",
+          "[int8][quantize][bad-input]") {
+  Tensor<bf16, 2> w({2, 40});
+  w(1, 37) = bf16::from_float(std::numeric_limits<float>::quiet_NaN());
+  REQUIRE_THROWS_MATCHES(quantize_int8(w.view(), "block.0.attn.qkv.weight"), RangeError,
+                         MentionsAll({"block.0.attn.qkv.weight", "(1, 37)", "non-finite"}));
+  w(1, 37) = bf16::from_float(-std::numeric_limits<float>::infinity());
+  REQUIRE_THROWS_AS(quantize_int8(w.view(), "w"), RangeError);
 }

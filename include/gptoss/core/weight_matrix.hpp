@@ -1,5 +1,5 @@
 // The WeightMatrix concept: any (rows, cols) matrix a linear layer can
-// multiply by, whatever its storage (float, bf16, MXFP4, NVFP4). Kernels see weights
+// multiply by, whatever its storage (float, bf16, MXFP4, NVFP4, int8 blocks). Kernels see weights
 // only through rows(), cols() and decode_row(), so a new storage format plugs
 // in by providing these three free functions.
 #pragma once
@@ -10,6 +10,7 @@
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/formats/int8_matrix.hpp"
 
 namespace gptoss {
 
@@ -52,6 +53,7 @@ concept WeightMatrix = requires(const W& w, index_t r, std::span<float> out) {
 };
 
 static_assert(WeightMatrix<MatrixView<const float>> && WeightMatrix<MatrixView<const bf16>> &&
-              WeightMatrix<FP4TensorView<MXFP4Checkpoint>> && WeightMatrix<FP4TensorView<NVFP4>>);
+              WeightMatrix<FP4TensorView<MXFP4Checkpoint>> && WeightMatrix<FP4TensorView<NVFP4>> &&
+              WeightMatrix<Int8MatrixView>);
 
 }  // namespace gptoss

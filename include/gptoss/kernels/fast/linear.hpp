@@ -224,6 +224,28 @@ struct Avx512DenseF32 {
   }
 };
 
+struct Avx512Int8F32 {
+  using Rows = Int8Rows;
+  using XElem = float;
+  static constexpr int kLanes = 16, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 32;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k + 31) / 32; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * 32; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    int8_f32_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
 struct Avx512DenseBf16F32 {
   using Rows = DenseRows<bf16>;
   using XElem = float;
@@ -454,6 +476,19 @@ inline Mxfp4Rows padded_rows(const Mxfp4Rows& w) {
     std::copy_n(w.scales + src * row_blocks, row_blocks, scales + r * row_blocks);
   }
   return {bytes, scales, kMaxGroupRows, row_blocks};
+}
+inline Int8Rows padded_rows(const Int8Rows& w) {
+  const int64_t row_bytes = w.blocks_per_row * 32;
+  auto* bytes = scratch_buffer<std::uint8_t, ScratchSlot::padded_weights>(
+      static_cast<std::size_t>(kMaxGroupRows * (row_bytes + w.blocks_per_row * 4)));
+  auto* values = reinterpret_cast<std::int8_t*>(bytes + kMaxGroupRows * w.blocks_per_row * 4);
+  auto* scales = reinterpret_cast<float*>(bytes);
+  for (int64_t r = 0; r < kMaxGroupRows; ++r) {
+    const int64_t src = std::min(r, w.rows - 1);
+    std::copy_n(w.values + src * row_bytes, row_bytes, values + r * row_bytes);
+    std::copy_n(w.scales + src * w.blocks_per_row, w.blocks_per_row, scales + r * w.blocks_per_row);
+  }
+  return {values, scales, kMaxGroupRows, w.blocks_per_row};
 }
 template <class T>
 DenseRows<T> padded_rows(const DenseRows<T>& w) {
@@ -688,6 +723,20 @@ inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorVi
   run_panels_at_precision(n, k, bias, x, y, w.data, row_bytes, build, flag, no_exact_rows);
 }
 
+/// 8-bit weights by fp32 panels (every precision: the weights are exact in
+/// fp32 and so are the products' inputs).
+inline void int8_panels(const Int8Rows& w, int64_t n, int64_t k, VectorView<const bf16> bias,
+                        MatrixView<const float> x, MatrixView<float> y) {
+  const int64_t row_bytes = w.blocks_per_row * 32;
+  auto flag = [](int64_t, int64_t, std::uint32_t*) {};
+  auto build = [&](int64_t row, int64_t rows, float* panel) {
+    auto* scales = scratch_buffer<float, ScratchSlot::panel_scales>(static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
+    auto* raw = scratch_buffer<std::int8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
+    int8_panel_avx512(w, row, rows, scales, raw, panel);
+  };
+  run_panel_linear<PanelF32>(n, k, bias, x, y, w.values, row_bytes, build, flag, no_exact_rows);
+}
+
 #endif  // GPTOSS_X86
 
 /// Reference-exact y[t0 : t0 + count, r] (float64 sum, as cpu_reference).
@@ -779,6 +828,36 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
 #if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
     case Isa::portable:
       fast::run_linear<fast::Portable<fast::DenseRows<bf16>>>(rows, n, k, bias, x, y, none);
+      return;
+#endif
+    default:
+      linear(cpu_reference{}, w, bias, x, y);
+  }
+}
+
+/// y (T, N) = x (T, K) W^T + bias for 8-bit weights (always fp32 arithmetic:
+/// each weight decodes exactly as the reference decodes it).
+inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bias, MatrixView<const float> x,
+                   MatrixView<float> y) {
+  const int64_t n = w.rows(), k = w.cols();
+  fast::check_linear_shapes(n, k, bias, x, y);
+  if (n == 0 || x.extent(0) == 0) return;
+  const fast::Int8Rows rows{w.values(), w.scales(), n, w.blocks_per_row()};
+  const auto& none = fast::no_exact_rows;
+  switch (active_isa()) {
+#if GPTOSS_X86
+    case Isa::avx512:
+      if (fast::use_panels(x.extent(0), w.row_stride())) {
+        fast::int8_panels(rows, n, k, bias, x, y);
+      } else {
+        fast::run_linear<fast::Avx512Int8F32>(rows, n, k, bias, x, y, none);
+      }
+      return;
+#endif
+#if defined(XSIMD_VERSION_MAJOR) && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    case Isa::avx2_fma:
+    case Isa::portable:
+      fast::run_linear<fast::Portable<fast::Int8Rows>>(rows, n, k, bias, x, y, none);
       return;
 #endif
     default:

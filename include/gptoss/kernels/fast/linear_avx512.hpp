@@ -49,6 +49,14 @@ struct DenseRows {
   int64_t cols = 0;
 };
 
+/// Raw 8-bit rows: values (rows, 32 blocks_per_row) int8, scales (rows, blocks_per_row) fp32.
+struct Int8Rows {
+  const std::int8_t* values = nullptr;
+  const float* scales = nullptr;
+  int64_t rows = 0;
+  int64_t blocks_per_row = 0;
+};
+
 /// Prefetches `lines` cache lines from p on. The dense micro-kernels stream
 /// R interleaved rows; the hardware prefetchers alone keep too few lines in
 /// flight for that, so each chunk also requests R lines of the next row group
@@ -384,6 +392,49 @@ GPTOSS_TARGET_AVX512 void dense_f32_tile_avx512(const DenseRows<float>& w, int64
       const __m512 xv = _mm512_loadu_ps(x + j * x_stride + 16 * c);
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) a[i][j] = _mm512_fmadd_ps(wv[i], xv, a[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
+/// 8-bit weights x fp32 activations; chunks of 32 elements (one scale
+/// block), x in natural order. Each weight widens to fp32 and is multiplied
+/// by its block's scale (as the reference decodes it) before the FMA.
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, int64_t c0, int64_t c1,
+                                              const float* x, int64_t x_stride, float* acc) {
+  const int64_t row_bytes = w.blocks_per_row * 32;
+  const std::int8_t* base = w.values + row * row_bytes;  // rows [row, row + R) all exist
+  const float* scales = w.scales + row * w.blocks_per_row;
+  __m512 a[R][TT];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512 lo[R], hi[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const __m512 scale = _mm512_set1_ps(scales[i * w.blocks_per_row + c]);
+      const std::int8_t* q = base + i * row_bytes + 32 * c;
+      lo[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))), scale);
+      hi[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)))), scale);
+    }
+    prefetch_lines(base + R * row_bytes + 32 * R * (c - c0), (32 * R + 63) / 64);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const __m512 x0 = _mm512_loadu_ps(x + j * x_stride + 32 * c);
+      const __m512 x1 = _mm512_loadu_ps(x + j * x_stride + 32 * c + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        a[i][j] = _mm512_fmadd_ps(lo[i], x0, a[i][j]);
+        a[i][j] = _mm512_fmadd_ps(hi[i], x1, a[i][j]);
+      }
     }
   }
 #pragma GCC unroll 8

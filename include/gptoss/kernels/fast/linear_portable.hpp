@@ -46,6 +46,12 @@ inline void decode_chunk32(const DenseRows<bf16>& w, int64_t row, int64_t c, flo
   std::fill(out + count, out + 32, 0.0f);
 }
 
+inline void decode_chunk32(const Int8Rows& w, int64_t row, int64_t c, float* out) {
+  const float scale = w.scales[row * w.blocks_per_row + c];
+  const std::int8_t* q = w.values + (row * w.blocks_per_row + c) * 32;
+  for (int i = 0; i < 32; ++i) out[i] = static_cast<float>(q[i]) * scale;
+}
+
 /// One row x TT tokens over chunks [c0, c1) of 32 elements.
 template <int R, int TT, class Rows>
 void tile_portable(const Rows& w, int64_t row, int64_t c0, int64_t c1, const float* x,

@@ -142,6 +142,42 @@ GPTOSS_TARGET_AVX512 void bf16_panel_avx512(const DenseRows<bf16>& w, int64_t ro
   }
 }
 
+/// Decodes 8-bit rows [row, row + rows_here) (rows_here <= 32) into a float
+/// panel (K padded to whole blocks, 32): value times its block's scale, the
+/// reference's decoding. Rows past rows_here are zero. scale_scratch holds
+/// blocks_per_row * 32 floats, row_scratch 32 rows.
+GPTOSS_TARGET_AVX512 inline void int8_panel_avx512(const Int8Rows& w, int64_t row, int64_t rows_here,
+                                                  float* scale_scratch, std::int8_t* row_scratch, float* panel) {
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 32;
+  std::memcpy(row_scratch, w.values + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
+  // Scales transposed to (blocks, 32), so a block's 16 row scales load at once.
+  for (int64_t r = 0; r < kPanelRows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) scale_scratch[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : 0.0f;
+  }
+  const __m512i offsets = row_offsets_avx512(row_bytes);
+  for (int64_t g = 0; g < 2; ++g) {
+    const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
+    const __mmask16 mask = first_lanes16(live);
+    const std::int8_t* base = row_scratch + 16 * g * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m512 scale = _mm512_loadu_ps(scale_scratch + b * kPanelRows + 16 * g);
+      for (int64_t j = 0; j < 8; ++j) {
+        // Bytes 4j..4j+3 of block b of each row: elements 32 b + 4 j + i.
+        const __m512i d = live == 0 ? _mm512_setzero_si512()
+                                    : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets,
+                                                                  base + b * 32 + 4 * j, 1);
+        float* out = panel + (32 * b + 4 * j) * kPanelRows + 16 * g;
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) {
+          // Byte i of each lane, sign-extended: shift it to the top, then arithmetic shift down.
+          const __m512i q = _mm512_srai_epi32(i == 3 ? d : _mm512_slli_epi32(d, 24 - 8 * i), 24);
+          _mm512_storeu_ps(out + i * kPanelRows, _mm512_mul_ps(_mm512_cvtepi32_ps(q), scale));
+        }
+      }
+    }
+  }
+}
+
 /// Lines of the next panel's rows to bring into L2 while a tile computes:
 /// one per K step, `lines` lines of 64 bytes from `bytes` on.
 struct PrefetchLines {
