@@ -83,3 +83,47 @@ TEST_CASE("A fixed config type loads the checkpoint whose config it names", "[go
   REQUIRE_THROWS_AS(load_original_checkpoint<Transformer<GoldenTiny>>(test::golden_dir() / "tiny_long"),
                     ConfigError);
 }
+
+TEST_CASE("8-bit attention and unembedding: the fast path equals the reference on the same 8-bit weights",
+          "[golden][model][int8]") {
+  // The oracle for the opt-in 8-bit path is cpu_reference multiplying by the
+  // same 8-bit copies (each weight decoded as q * s, float64 sums); what the
+  // quantization itself costs against the bf16 weights is reported in
+  // docs/performance.md, not asserted here.
+  for (const char* name : {"tiny", "tiny_long"}) {
+    SECTION(name) {
+      const auto dir = test::golden_dir() / name;
+      auto fast = load_original_checkpoint<Transformer<DynamicConfig, cpu_fast>>(dir);
+      auto reference = load_original_checkpoint<Transformer<DynamicConfig, cpu_reference>>(dir);
+      const io::SafetensorsFile golden(dir / "golden.safetensors");
+      const std::vector<std::int32_t> tokens = golden.read<std::int32_t>("tokens");
+      const Tensor<float, 2> bf16_logits = fast.forward(tokens);
+
+      const DenseInt8Report report = quantize_dense_int8(fast);
+      quantize_dense_int8(reference);
+      CHECK(report.matrices == static_cast<std::size_t>(4 * fast.num_layers() + 1));
+      CHECK(report.int8_bytes * 16 == report.bf16_bytes * 9);  // 1.125 of 2 bytes per weight (K a multiple of 32)
+      const Tensor<float, 2> want = reference.forward(tokens);
+      const Tensor<float, 2> got = fast.forward(tokens);
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(got.storage(), want.storage(), 0.0, 1e-4));
+      // The copies are in use: the logits moved away from the bf16 weights' logits.
+      CHECK_FALSE(compare_to_max(got.storage(), bf16_logits.storage(), 0.0, 1e-6).ok());
+
+      // Through the KV cache: prefill P tokens, then one at a time.
+      const index_t prefill = golden.read<std::int32_t>("decode_prefill_len")[0];
+      Sequence seq = fast.new_sequence();
+      std::vector<float> stepped;
+      const Tensor<float, 2> first = fast.forward(seq, std::span(tokens).first(static_cast<std::size_t>(prefill)));
+      stepped.insert(stepped.end(), first.data(), first.data() + first.size());
+      for (std::size_t s = static_cast<std::size_t>(prefill); s < tokens.size(); ++s) {
+        const Tensor<float, 2> step = fast.forward(seq, std::span(tokens).subspan(s, 1));
+        stepped.insert(stepped.end(), step.data(), step.data() + step.size());
+      }
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(stepped, want.storage(), 0.0, 1e-4));
+
+      // Unbinding the copies gives the bf16 model (and the golden logits) back.
+      clear_dense_int8(fast);
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(fast.forward(tokens).storage(), golden.read<float>("logits"), 0.0, 1e-4));
+    }
+  }
+}

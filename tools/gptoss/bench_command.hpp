@@ -14,12 +14,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,7 +69,7 @@ struct BenchArgs {
   std::string config = "gpt-oss-20b";
   std::string device = "cpu";
   int layers = 0, prompt = 512, gen = 16, threads = 0, repeat = 3;
-  bool json = false;
+  bool json = false, int8_dense = false;
 };
 
 inline int run_bench(const BenchArgs& a) {
@@ -100,6 +102,33 @@ inline int run_bench(const BenchArgs& a) {
   std::vector<std::int32_t> prompt(static_cast<std::size_t>(a.prompt));
   for (auto& t : prompt) t = pick(rng);
 
+  DenseInt8Report int8;
+  double int8_logit_error = 0.0;
+  if (a.int8_dense) {
+    // What the 8-bit copies cost: last-token logits of (up to) 64 prompt
+    // tokens with the bf16 weights, then with the copies.
+    const auto probe = std::span<const std::int32_t>(prompt).first(std::min<std::size_t>(prompt.size(), 64));
+    Sequence before_seq = model.new_sequence(static_cast<index_t>(probe.size()));
+    const Tensor<float, 2> before = model.forward_last(before_seq, probe);
+    t0 = std::chrono::steady_clock::now();
+    int8 = quantize_dense_int8(model);
+    const double quantize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    Sequence after_seq = model.new_sequence(static_cast<index_t>(probe.size()));
+    const Tensor<float, 2> after = model.forward_last(after_seq, probe);
+    double max_diff = 0.0, max_ref = 0.0;
+    for (index_t i = 0; i < before.size(); ++i) {
+      max_diff = std::max(max_diff, static_cast<double>(std::fabs(after.data()[i] - before.data()[i])));
+      max_ref = std::max(max_ref, static_cast<double>(std::fabs(before.data()[i])));
+    }
+    int8_logit_error = max_diff / std::max(1.0, max_ref);
+    const bool same_top = std::max_element(before.data(), before.data() + before.size()) - before.data() ==
+                          std::max_element(after.data(), after.data() + after.size()) - after.data();
+    log("8-bit attention and unembedding: " + std::to_string(int8.int8_bytes / 1e9) + " GB (bf16 " +
+        std::to_string(int8.bf16_bytes / 1e9) + " GB) in " + std::to_string(quantize_s) +
+        " s; last-token logits of " + std::to_string(probe.size()) + " tokens vs bf16: max error " +
+        std::to_string(int8_logit_error) + " of max(1, max|logit|), top token " + (same_top ? "same" : "differs"));
+  }
+
   double best_prefill = 0.0;
   std::vector<double> decode_rates;
   std::size_t kv_bytes_per_token_read = 0;
@@ -129,8 +158,10 @@ inline int run_bench(const BenchArgs& a) {
   // is read) and the unused experts, plus the KV cache.
   const double expert_bytes = static_cast<double>(count.bytes_by_dtype.count("MXFP4") ? count.bytes_by_dtype.at("MXFP4") : 0);
   const double embedding_bytes = static_cast<double>(count.embedding) * 2.0;
+  // With --int8-dense the attention and unembedding matrices are read as 8-bit copies.
   const double weight_bytes = static_cast<double>(count.bytes()) - embedding_bytes - expert_bytes +
-                              expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0;
+                              expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0 -
+                              static_cast<double>(int8.bf16_bytes) + static_cast<double>(int8.int8_bytes);
   const double decode_bytes = weight_bytes + static_cast<double>(kv_bytes_per_token_read);
   std::sort(decode_rates.begin(), decode_rates.end());
   const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
@@ -141,10 +172,13 @@ inline int run_bench(const BenchArgs& a) {
     j.update(f.json());
     j["prefill_flop_per_s"] = best_prefill * flops_per_token;
     j["isa"] = std::string(isa_name(active_isa()));
+    j["int8_dense"] = a.int8_dense;
+    if (a.int8_dense) j["int8_logit_error"] = int8_logit_error;
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << dims.num_layers << " layers, " << threads
-              << " threads, " << isa_name(active_isa()) << "\n"
+              << " threads, " << isa_name(active_isa()) << (a.int8_dense ? ", 8-bit attention and unembedding" : "")
+              << "\n"
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s ("
               << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n";
     f.print_decode(std::cout);
@@ -163,6 +197,8 @@ inline void add_bench_command(CLI::App& app, std::function<int()>& action) {
   bench->add_option("--threads", args->threads, "worker threads (default: all cores)");
   bench->add_option("--repeat", args->repeat, "runs; the best is reported (default 3)");
   bench->add_flag("--json", args->json, "print one JSON object");
+  bench->add_flag("--int8-dense", args->int8_dense,
+                  "8-bit copies of the attention projections and the unembedding (default: bf16)");
   bench->add_option("--device", args->device, "cpu (default) or cuda (random weights generated on the GPU)");
   bench->callback([args, &action] { action = [args] { return run_bench(*args); }; });
 }

@@ -201,16 +201,23 @@ int forward_tokens(const Model& model, const std::string& model_dir, std::vector
   return 0;
 }
 
+/// One line on stderr about the 8-bit copies just made.
+inline void report_dense_int8(const DenseInt8Report& r) {
+  std::cerr << "8-bit attention and unembedding: " << r.matrices << " matrices, " << r.int8_bytes / 1e6
+            << " MB (bf16: " << r.bf16_bytes / 1e6 << " MB)\n";
+}
+
 /// Runs the checkpoint in model_dir (MXFP4 or NVFP4 experts, as its config
 /// names) on the tokens and writes the logits.
 inline int run_forward(const std::string& model_dir, const std::string& tokens_text,
                 const std::string& tokens_file, const std::string& out_path, int prefill,
                 long long max_context, const std::string& reference, double tolerance,
-                const DumpOptions& dump = {}) {
+                const DumpOptions& dump = {}, bool int8_dense = false) {
   std::vector<std::int32_t> tokens =
       tokens_file.empty() ? parse_token_list(tokens_text) : read_token_file(tokens_file);
   if (tokens.empty()) throw RangeError("the token list is empty");
-  return with_checkpoint_model(model_dir, [&](const auto& model) {
+  return with_checkpoint_model(model_dir, [&](auto& model) {
+    if (int8_dense) report_dense_int8(quantize_dense_int8(model));
     return forward_tokens(model, model_dir, tokens, out_path, prefill, max_context, reference, tolerance, dump);
   });
 }
@@ -393,6 +400,7 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
     long long max_context = 0;
     double tolerance = 1e-4;
     DumpOptions dump;
+    bool int8_dense = false;
   };
   auto fa = std::make_shared<ForwardArgs>();
   auto* forward = app.add_subcommand("forward", "Run the model on tokens and write the logits");
@@ -414,13 +422,15 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
   forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)");
   forward->add_option("--threads", fa->threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
+  forward->add_flag("--int8-dense", fa->int8_dense,
+                    "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");
   forward->callback([fa, tok, tokf, &action] {
     action = [fa, tok, tokf] {
       if (tok->count() == 0 && tokf->count() == 0) throw RangeError("give --tokens or --tokens-file");
       if (fa->threads > 0) set_num_threads(fa->threads);
       if (fa->out_path.empty() && fa->dump.dir.empty()) throw RangeError("give --out or --dump");
       return run_forward(fa->model_dir, fa->tokens_text, fa->tokens_file, fa->out_path, fa->prefill,
-                         fa->max_context, fa->reference, fa->tolerance, fa->dump);
+                         fa->max_context, fa->reference, fa->tolerance, fa->dump, fa->int8_dense);
     };
   });
 

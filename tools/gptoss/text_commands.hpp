@@ -38,6 +38,7 @@
 #include "gptoss/text/harmony.hpp"
 #include "gptoss/text/sampler.hpp"
 #include "gptoss/text/tokenizer.hpp"
+#include "model_commands.hpp"
 
 namespace gptoss::cli {
 
@@ -115,7 +116,7 @@ struct GenerateArgs {
   text::SamplingParams sampling;
   int max_tokens = 512, threads = 0;
   long long context = 0;
-  bool show_analysis = false, raw = false;
+  bool show_analysis = false, raw = false, int8_dense = false;
 };
 
 /// A loaded model with its tokenizer, and how text maps onto it.
@@ -136,6 +137,7 @@ struct TextModel {
 inline TextModel load_text_model(const GenerateArgs& args) {
   TextModel m{load_original_checkpoint(args.model_dir), Tokenizer::from_file(find_tokenizer(args.model_dir, args.tokenizer_file)),
               args.raw};
+  if (args.int8_dense) report_dense_int8(quantize_dense_int8(m.model));
   // <|return|> must be a row of the model for the harmony format to work.
   const std::int32_t needed = m.tokenizer.special_token_id(harmony::kReturn);
   if (!m.raw && m.vocab() <= std::max(needed, m.tokenizer.special_token_id(harmony::kCall))) {
@@ -324,6 +326,8 @@ inline void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--max-tokens", a.max_tokens, "most tokens generated per reply");
   cmd->add_option("--context", a.context, "KV-cache context limit in tokens");
   cmd->add_option("--threads", a.threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_flag("--int8-dense", a.int8_dense,
+                "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");
   cmd->add_flag("--show-analysis", a.show_analysis, "stream the analysis channel to stderr");
   cmd->add_flag("--raw", a.raw, "stream every token's text, without the harmony parser");
 }

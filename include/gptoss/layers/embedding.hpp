@@ -9,6 +9,7 @@
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
+#include "gptoss/formats/int8_matrix.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
 
 namespace gptoss {
@@ -60,6 +61,7 @@ class Unembedding {
  public:
   struct Weights {
     MatrixView<const bf16> weight;  // unembedding.weight (V, H)
+    Int8MatrixView int8{};          // optional 8-bit copy (quantize_dense_int8); used when set
   };
 
   Unembedding(index_t vocab, index_t hidden) : vocab_(vocab), hidden_(hidden) {}
@@ -76,7 +78,15 @@ class Unembedding {
                        std::to_string(hidden_) + " columns");
     }
     require_shape(out, {x.extent(0), vocab_}, "unembedding output");
-    kernels::linear(Backend{}, w.weight, VectorView<const bf16>{}, x, out);
+    if (!w.int8.empty()) {
+      if (w.int8.rows() != vocab_ || w.int8.cols() != hidden_) {
+        throw ShapeError("unembedding: 8-bit copy " + shape_string(std::array{w.int8.rows(), w.int8.cols()}) +
+                         " does not match unembedding.weight " + shape_string(std::array{vocab_, hidden_}));
+      }
+      kernels::linear(Backend{}, w.int8, VectorView<const bf16>{}, x, out);
+    } else {
+      kernels::linear(Backend{}, w.weight, VectorView<const bf16>{}, x, out);
+    }
   }
 
  private:

@@ -25,6 +25,7 @@
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/tensor_view.hpp"
+#include "gptoss/formats/int8_matrix.hpp"
 #include "gptoss/kernels/fast/attention.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
 #include "gptoss/layers/rms_norm.hpp"
@@ -55,6 +56,14 @@ struct AttentionParams {
   index_t qkv_dim() const noexcept { return q_dim() + 2 * kv_dim(); }
 };
 
+/// Optional 8-bit copies of an attention block's projections (made from the
+/// bf16 weights by quantize_dense_int8, never read from a checkpoint). When
+/// one is set the layer multiplies by it instead of the bf16 matrix.
+struct AttentionInt8Weights {
+  Int8MatrixView q, k, v;  // (D nq, H), (D nkv, H), (D nkv, H)
+  Int8MatrixView out;      // (H, D nq)
+};
+
 /// Weights of an attention block, named as in the gpt-oss checkpoint
 /// (`block.{i}.attn.` + name). The merged QKV projection is three views: in
 /// the original checkpoint they are consecutive rows of qkv.weight / qkv.bias
@@ -70,6 +79,7 @@ struct AttentionWeights {
   VectorView<const bf16> sinks;      // sinks      (nq)
   MatrixView<const bf16> out_weight; // out.weight (H, D nq)
   VectorView<const bf16> out_bias;   // out.bias   (H)
+  AttentionInt8Weights int8{};       // optional 8-bit copies (empty: bf16 is used)
 };
 
 template <AttentionSpan Span, class Backend = cpu_reference, SinkPolicy Sinks = LearnedSinkLogit>
@@ -165,9 +175,9 @@ class SlidingSinkAttention {
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
     const MatrixView<const float> t_in = normed.view();
-    kernels::linear(Backend{}, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}));
-    kernels::linear(Backend{}, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}));
-    kernels::linear(Backend{}, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}));
+    dense_linear(w.int8.q, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}));
+    dense_linear(w.int8.k, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}));
+    dense_linear(w.int8.v, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}));
     rope_.forward(q, first_position);
     rope_.forward(k, first_position);
   }
@@ -296,9 +306,23 @@ class SlidingSinkAttention {
                    MatrixView<float> out) const {
     const index_t t_count = x.extent(0);
     Tensor<float, 2> projected({t_count, p_.hidden});
-    kernels::linear(Backend{}, w.out_weight, w.out_bias, attn, projected.view());
+    dense_linear(w.int8.out, w.out_weight, w.out_bias, attn, projected.view());
     for (index_t t = 0; t < t_count; ++t) {
       for (index_t i = 0; i < p_.hidden; ++i) out(t, i) = x(t, i) + projected(t, i);
+    }
+  }
+
+  /// y = x W^T + b by the 8-bit copy when there is one, else by the bf16 weights.
+  static void dense_linear(const Int8MatrixView& int8, MatrixView<const bf16> weight, VectorView<const bf16> bias,
+                           MatrixView<const float> x, MatrixView<float> y) {
+    if (!int8.empty()) {
+      if (int8.rows() != weight.extent(0) || int8.cols() != weight.extent(1)) {
+        throw ShapeError("attention: 8-bit copy " + shape_string(std::array{int8.rows(), int8.cols()}) +
+                         " does not match its weight " + shape_string(weight.shape()));
+      }
+      kernels::linear(Backend{}, int8, bias, x, y);
+    } else {
+      kernels::linear(Backend{}, weight, bias, x, y);
     }
   }
 

@@ -27,10 +27,10 @@ using NVFP4Model = GptOssModel<NVFP4>;
 template <class F>
 decltype(auto) with_checkpoint_model(const std::filesystem::path& dir, F&& f) {
   if (inspect_checkpoint(dir).quant_method == "nvfp4") {
-    const auto model = load_checkpoint<NVFP4Model>(dir);
+    auto model = load_checkpoint<NVFP4Model>(dir);
     return std::forward<F>(f)(model);
   }
-  const auto model = load_checkpoint<MXFP4Model>(dir);
+  auto model = load_checkpoint<MXFP4Model>(dir);
   return std::forward<F>(f)(model);
 }
 
