@@ -1,6 +1,7 @@
 // Linear-layer throughput on the real gpt-oss shapes: the cpu_reference
 // kernel, Eigen (dequantize-then-GEMM through Eigen::Map, one thread) and the
-// fused cpu_fast kernels at each matmul precision, for batches of 1, 32, 128
+// fused cpu_fast kernels at each matmul precision, and for the bf16 shapes
+// the opt-in 8-bit copies (fast_int8), for batches of 1, 32, 128
 // and 512 tokens on 1 and 2 threads; for batches, also the row-streaming
 // kernels ("_rows") that the 32-row panels replace. Every fast run is first validated
 // against the reference on the first 64 output rows.
@@ -23,6 +24,7 @@
 #include "bench_common.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
+#include "gptoss/formats/int8_matrix.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
 #include "gptoss/kernels/reference/linear.hpp"
 
@@ -45,7 +47,7 @@ constexpr Shape kShapes[] = {
     {"unembed_bf16", 201088, 2880, false},
 };
 
-enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16 };
+enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8 };
 
 /// How the fast kernels take batches: the default (32-row panels decoded once
 /// per call from kPanelMinTokens tokens on), or row streaming forced.
@@ -58,6 +60,7 @@ const char* impl_name(Impl impl) {
     case Impl::fast_fp32: return "fast_fp32";
     case Impl::fast_bf16x2: return "fast_bf16x2";
     case Impl::fast_bf16: return "fast_bf16";
+    case Impl::fast_int8: return "fast_int8";
   }
   return "?";
 }
@@ -72,6 +75,7 @@ constexpr double kColdBytes = 256e6;
 struct Weights {
   std::vector<FP4Tensor<>> fp4;          // copies (MXFP4 shapes)
   std::vector<std::vector<bf16>> dense;  // copies (bf16 shapes)
+  std::vector<Int8Matrix> int8;          // 8-bit copies of dense, made on first use
   Tensor<bf16, 1> bias;
   std::vector<float> dequantized;        // Eigen's buffer, allocated on its first run
   std::size_t current = 0;
@@ -80,6 +84,7 @@ struct Weights {
   std::size_t copies() const { return fp4.empty() ? dense.size() : fp4.size(); }
   void next() { current = (current + 1) % copies(); }
   FP4TensorView<MXFP4Checkpoint> fp4_view() const { return fp4[current].view(); }
+  Int8MatrixView int8_view() const { return int8[current].view(); }
   MatrixView<const bf16> dense_view() const {
     return dense.empty() ? MatrixView<const bf16>{} : MatrixView<const bf16>{dense[current].data(), {n, k}};
   }
@@ -112,11 +117,21 @@ Weights& weights_for(const Shape& s) {
   return *slot;
 }
 
+/// The 8-bit copies of a bf16 shape (one quantization, copied).
+void ensure_int8(Weights& w) {
+  if (!w.int8.empty()) return;
+  const Int8Matrix first = quantize_int8(MatrixView<const bf16>{w.dense[0].data(), {w.n, w.k}}, "bench weights");
+  w.int8.assign(w.dense.size(), first);
+}
+
 /// Runs the chosen implementation once: y (T, N) = x (T, K) W^T + bias.
 void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, Tensor<float, 2>& y) {
   const VectorView<const bf16> bias = w.bias.view();
   const MatrixView<const bf16> dense = w.dense_view();
   switch (impl) {
+    case Impl::fast_int8:
+      kernels::linear(cpu_fast{}, w.int8_view(), bias, x.view(), y.view());
+      return;
     case Impl::reference:
       if (s.mxfp4) {
         kernels::linear(cpu_reference{}, w.fp4_view(), bias, x.view(), y.view());
@@ -187,14 +202,20 @@ double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
   std::vector<float> row(static_cast<std::size_t>(s.k));
   std::vector<float> actual, expected;
   std::vector<double> bound;
+  const Int8MatrixView int8 = impl == Impl::fast_int8 ? Int8MatrixView(w.int8_view().values(), w.int8_view().scales(), rows, s.k)
+                                                      : Int8MatrixView{};
   if (s.mxfp4) {
     kernels::linear(cpu_reference{}, w.fp4_view().row_range(0, rows), bias_rows.view(), x.view(), ref.view());
+  } else if (!int8.empty()) {
+    kernels::linear(cpu_reference{}, int8, bias_rows.view(), x.view(), ref.view());
   } else {
     kernels::linear(cpu_reference{}, dense, bias_rows.view(), x.view(), ref.view());
   }
   for (index_t r = 0; r < rows; ++r) {
     if (s.mxfp4) {
       w.fp4_view().decode_row(r, row);
+    } else if (!int8.empty()) {
+      int8.decode_row(r, row);
     } else {
       decode_row(dense, r, row);
     }
@@ -215,6 +236,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
+  if (impl == Impl::fast_int8) ensure_int8(w);
   Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
   bench::fill_uniform(x.data(), static_cast<std::size_t>(x.size()), 1.0f, 21 + t_count);
   run_linear(s, w, impl, x, y);  // warm-up, and the output to validate
@@ -228,8 +250,9 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
     w.next();  // a copy not read since kColdBytes of others: from DRAM
     run_linear(s, w, impl, x, y);
   });
-  const double weight_bytes = s.mxfp4 ? static_cast<double>(w.fp4_view().nbytes())
-                                      : static_cast<double>(s.n * s.k * 2);
+  const double weight_bytes = s.mxfp4                ? static_cast<double>(w.fp4_view().nbytes())
+                              : impl == Impl::fast_int8 ? static_cast<double>(w.int8[w.current].bytes())
+                                                        : static_cast<double>(s.n * s.k * 2);
   bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
   set_matmul_precision(MatmulPrecision::fp32);
   kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
@@ -238,8 +261,9 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
 void register_benchmarks() {
   for (const Shape& s : kShapes) {
     const std::string shape = std::string(s.name) + "_" + std::to_string(s.n) + "x" + std::to_string(s.k);
-    for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16}) {
+    for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16, Impl::fast_int8}) {
       const bool huge = s.n > 100000;
+      if (impl == Impl::fast_int8 && s.mxfp4) continue;  // 8-bit copies are for the bf16 matrices
       if (impl == Impl::eigen && huge) continue;  // a 2.3 GB float copy: not worth it
       for (index_t t : {1, 32, 64, 128, 512}) {
         if (impl == Impl::reference && t > 1) continue;  // float64 loops: minutes
@@ -247,8 +271,7 @@ void register_benchmarks() {
         if (huge && t > 32) continue;
         for (int threads : {1, 2}) {
           if ((impl == Impl::reference || impl == Impl::eigen) && threads > 1) continue;
-          if (impl != Impl::fast_fp32 && impl != Impl::reference && impl != Impl::eigen &&
-              !has_avx512_bf16()) {
+          if ((impl == Impl::fast_bf16x2 || impl == Impl::fast_bf16) && !has_avx512_bf16()) {
             continue;  // the bf16 precisions would measure fp32 again
           }
           const bool fast = impl != Impl::reference && impl != Impl::eigen;
