@@ -402,8 +402,9 @@ GPTOSS_TARGET_AVX512 void dense_f32_tile_avx512(const DenseRows<float>& w, int64
 }
 
 /// 8-bit weights x fp32 activations; chunks of 32 elements (one scale
-/// block), x in natural order. Each weight widens to fp32 and is multiplied
-/// by its block's scale (as the reference decodes it) before the FMA.
+/// block), x in natural order. The weights widen to fp32 integers, a block's
+/// products are summed in those units and scaled once into the accumulator
+/// (the reference scales each weight first: the same sum up to fp32 rounding).
 template <int R, int TT>
 GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, int64_t c0, int64_t c1,
                                               const float* x, int64_t x_stride, float* acc) {
@@ -417,13 +418,13 @@ GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, i
     for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
   }
   for (int64_t c = c0; c < c1; ++c) {
-    __m512 lo[R], hi[R];
+    __m512 lo[R], hi[R], scale[R];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m512 scale = _mm512_set1_ps(scales[i * w.blocks_per_row + c]);
+      scale[i] = _mm512_set1_ps(scales[i * w.blocks_per_row + c]);
       const std::int8_t* q = base + i * row_bytes + 32 * c;
-      lo[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q)))), scale);
-      hi[i] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16)))), scale);
+      lo[i] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
+      hi[i] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16))));
     }
     prefetch_lines(base + R * row_bytes + 32 * R * (c - c0), (32 * R + 63) / 64);
 #pragma GCC unroll 8
@@ -432,8 +433,9 @@ GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, i
       const __m512 x1 = _mm512_loadu_ps(x + j * x_stride + 32 * c + 16);
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        a[i][j] = _mm512_fmadd_ps(lo[i], x0, a[i][j]);
-        a[i][j] = _mm512_fmadd_ps(hi[i], x1, a[i][j]);
+        // The block's products in integer units, then scaled once into the sum.
+        const __m512 block = _mm512_fmadd_ps(hi[i], x1, _mm512_mul_ps(lo[i], x0));
+        a[i][j] = _mm512_fmadd_ps(block, scale[i], a[i][j]);
       }
     }
   }
