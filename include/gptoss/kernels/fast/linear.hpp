@@ -202,21 +202,26 @@ struct Avx512Mxfp4Bf16 {
   }
 };
 
-struct Avx512DenseF32 {
-  using Rows = DenseRows<float>;
+/// What the AVX-512 families with fp32 activations in natural order share:
+/// chunks of Chunk elements, 16-lane accumulators, no flagged rows.
+template <int64_t Chunk>
+struct Avx512NaturalF32 {
   using XElem = float;
-  static constexpr int kLanes = 16, kMaxTokens = 6;
-  static constexpr int64_t kChunk = 16;
+  static constexpr int kLanes = 16;
+  static constexpr int64_t kChunk = Chunk;
   static constexpr bool kFlagsRows = false;
-  static constexpr int rows_for(int /*tokens*/) { return 4; }
-  static int64_t chunks(int64_t k) { return (k + 15) / 16; }
-  static int64_t packed_stride(int64_t k) { return chunks(k) * 16; }
+  static int64_t chunks(int64_t k) { return (k + Chunk - 1) / Chunk; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * Chunk; }
   static void pack_token(const float* x, int64_t k, XElem* out) {
-    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
+    gather_chunks<Chunk>(x, k, packed_stride(k), out, [](int p) { return p; });
   }
-  static void sum_lanes(const float* acc, int64_t count, float* sums) {
-    sum_lanes16_avx512(acc, count, sums);
-  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) { sum_lanes16_avx512(acc, count, sums); }
+};
+
+struct Avx512DenseF32 : Avx512NaturalF32<16> {
+  using Rows = DenseRows<float>;
+  static constexpr int kMaxTokens = 6;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
@@ -224,21 +229,10 @@ struct Avx512DenseF32 {
   }
 };
 
-struct Avx512Int8F32 {
+struct Avx512Int8F32 : Avx512NaturalF32<32> {
   using Rows = Int8Rows;
-  using XElem = float;
-  static constexpr int kLanes = 16, kMaxTokens = 4;
-  static constexpr int64_t kChunk = 32;
-  static constexpr bool kFlagsRows = false;
+  static constexpr int kMaxTokens = 4;
   static constexpr int rows_for(int /*tokens*/) { return 4; }
-  static int64_t chunks(int64_t k) { return (k + 31) / 32; }
-  static int64_t packed_stride(int64_t k) { return chunks(k) * 32; }
-  static void pack_token(const float* x, int64_t k, XElem* out) {
-    gather_chunks<kChunk>(x, k, packed_stride(k), out, [](int p) { return p; });
-  }
-  static void sum_lanes(const float* acc, int64_t count, float* sums) {
-    sum_lanes16_avx512(acc, count, sums);
-  }
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {

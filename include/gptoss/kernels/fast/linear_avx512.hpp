@@ -112,6 +112,27 @@ inline constexpr std::uint32_t kScaleBytePattern[16] = {
 #if GPTOSS_X86
 #include "gptoss/kernels/fast/intrinsic_warnings_off.hpp"
 
+/// The (R, TT) 16-lane accumulators of a micro-kernel call, from and to acc
+/// (R, TT, 16). (always_inline: the arrays then stay in registers.)
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void load_accumulators(const float* acc,
+                                                                                 __m512 (&a)[R][TT]) noexcept {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
+  }
+}
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulators(const __m512 (&a)[R][TT],
+                                                                                  float* acc) noexcept {
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
+  }
+}
+
 /// The same 512 bits seen as 32 bf16 (what vdpbf16ps takes).
 GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
 
@@ -213,11 +234,7 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks
   const std::uint8_t* blocks = w.blocks + row * row_bytes;
   const std::uint8_t* scales = w.scales + row * nb;
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     __m512i q[R];
 #pragma GCC unroll 8
@@ -258,11 +275,7 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks
       for (int j = 0; j < TT; ++j) a[i][j] = _mm512_fmadd_ps(t[i][j], sc, a[i][j]);
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 /// MXFP4 x fp32 activations. x: per token, chunks of 128 floats in the
@@ -291,11 +304,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
   const std::uint8_t* scales = w.scales + row * nb;
   const std::uint16_t* xt[TT];
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
 #pragma GCC unroll 8
   for (int j = 0; j < TT; ++j) xt[j] = x + j * x_stride + c0 * 4 * kPlane;
   for (int64_t c = c0; c < c1; ++c) {
@@ -344,11 +353,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
 #pragma GCC unroll 8
     for (int j = 0; j < TT; ++j) xt[j] += 4 * kPlane;
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 /// MXFP4 x bf16 activations (vdpbf16ps). x: per token, chunks of 4 planes n
@@ -376,11 +381,7 @@ GPTOSS_TARGET_AVX512 void dense_f32_tile_avx512(const DenseRows<float>& w, int64
   const std::uint16_t tail_mask = first_lanes16(k - 16 * full_chunks);
   const float* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     const std::uint16_t mask = c < full_chunks ? std::uint16_t{0xffff} : tail_mask;
     __m512 wv[R];
@@ -394,11 +395,7 @@ GPTOSS_TARGET_AVX512 void dense_f32_tile_avx512(const DenseRows<float>& w, int64
       for (int i = 0; i < R; ++i) a[i][j] = _mm512_fmadd_ps(wv[i], xv, a[i][j]);
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 /// 8-bit weights x fp32 activations; chunks of 32 elements (one scale
@@ -412,11 +409,7 @@ GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, i
   const std::int8_t* base = w.values + row * row_bytes;  // rows [row, row + R) all exist
   const float* scales = w.scales + row * w.blocks_per_row;
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     __m512 lo[R], hi[R], scale[R];
 #pragma GCC unroll 8
@@ -439,11 +432,7 @@ GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, i
       }
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 /// bf16 weights x fp32 activations; chunks of 32 elements, x per chunk as
@@ -458,11 +447,7 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
   const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
     __m512 even[R], odd[R];
@@ -484,11 +469,7 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
       }
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 /// bf16 weights x bf16 activations (vdpbf16ps); chunks of 32 elements, x per
@@ -503,11 +484,7 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
   const std::uint32_t tail_mask = first_lanes32(k - 32 * full_chunks);
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[R][TT];
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) a[i][j] = _mm512_loadu_ps(acc + (i * TT + j) * 16);
-  }
+  load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
     __m512bh wv[R];
@@ -529,11 +506,7 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
       }
     }
   }
-#pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) _mm512_storeu_ps(acc + (i * TT + j) * 16, a[i][j]);
-  }
+  store_accumulators(a, acc);
 }
 
 #include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
