@@ -26,6 +26,9 @@ namespace gptoss {
 
 inline constexpr index_t kInt8BlockSize = 32;
 
+/// Blocks of 32 that hold a row of `cols` values (the last one padded).
+constexpr index_t int8_blocks_per_row(index_t cols) noexcept { return (cols + kInt8BlockSize - 1) / kInt8BlockSize; }
+
 /// Non-owning view: values (rows, blocks_per_row * 32), scales (rows, blocks_per_row).
 class Int8MatrixView {
  public:
@@ -36,7 +39,7 @@ class Int8MatrixView {
   bool empty() const noexcept { return values_ == nullptr; }
   index_t rows() const noexcept { return rows_; }
   index_t cols() const noexcept { return cols_; }
-  index_t blocks_per_row() const noexcept { return (cols_ + kInt8BlockSize - 1) / kInt8BlockSize; }
+  index_t blocks_per_row() const noexcept { return int8_blocks_per_row(cols_); }
   index_t row_stride() const noexcept { return blocks_per_row() * kInt8BlockSize; }
   const std::int8_t* values() const noexcept { return values_; }  // (rows, row_stride)
   const float* scales() const noexcept { return scales_; }         // (rows, blocks_per_row)
@@ -85,8 +88,8 @@ class Int8Matrix {
  public:
   Int8Matrix() = default;
   Int8Matrix(index_t rows, index_t cols)
-      : rows_(rows), cols_(cols), values_(static_cast<std::size_t>(rows * blocks(cols) * kInt8BlockSize)),
-        scales_(static_cast<std::size_t>(rows * blocks(cols))) {}
+      : rows_(rows), cols_(cols), values_(static_cast<std::size_t>(rows * int8_blocks_per_row(cols) * kInt8BlockSize)),
+        scales_(static_cast<std::size_t>(rows * int8_blocks_per_row(cols))) {}
 
   Int8MatrixView view() const noexcept { return {values_.data(), scales_.data(), rows_, cols_}; }
   std::span<std::int8_t> values() noexcept { return values_; }
@@ -95,7 +98,6 @@ class Int8Matrix {
   std::size_t bytes() const noexcept { return values_.size() + scales_.size() * sizeof(float); }
 
  private:
-  static index_t blocks(index_t cols) noexcept { return (cols + kInt8BlockSize - 1) / kInt8BlockSize; }
   index_t rows_ = 0, cols_ = 0;
   std::vector<std::int8_t, detail::UninitializedAllocator<std::int8_t>> values_;
   std::vector<float, detail::UninitializedAllocator<float>> scales_;

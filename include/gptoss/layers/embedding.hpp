@@ -11,6 +11,7 @@
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/int8_matrix.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
+#include "gptoss/layers/dense_projection.hpp"
 
 namespace gptoss {
 
@@ -78,15 +79,7 @@ class Unembedding {
                        std::to_string(hidden_) + " columns");
     }
     require_shape(out, {x.extent(0), vocab_}, "unembedding output");
-    if (!w.int8.empty()) {
-      if (w.int8.rows() != vocab_ || w.int8.cols() != hidden_) {
-        throw ShapeError("unembedding: 8-bit copy " + shape_string(std::array{w.int8.rows(), w.int8.cols()}) +
-                         " does not match unembedding.weight " + shape_string(std::array{vocab_, hidden_}));
-      }
-      kernels::linear(Backend{}, w.int8, VectorView<const bf16>{}, x, out);
-    } else {
-      kernels::linear(Backend{}, w.weight, VectorView<const bf16>{}, x, out);
-    }
+    dense_projection<Backend>(w.int8, w.weight, VectorView<const bf16>{}, x, out, "unembedding");
   }
 
  private:

@@ -28,6 +28,7 @@
 #include "gptoss/formats/int8_matrix.hpp"
 #include "gptoss/kernels/fast/attention.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
+#include "gptoss/layers/dense_projection.hpp"
 #include "gptoss/layers/rms_norm.hpp"
 #include "gptoss/layers/sink_policy.hpp"
 #include "gptoss/layers/yarn_rope.hpp"
@@ -175,9 +176,12 @@ class SlidingSinkAttention {
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
     const MatrixView<const float> t_in = normed.view();
-    dense_linear(w.int8.q, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}));
-    dense_linear(w.int8.k, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}));
-    dense_linear(w.int8.v, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}));
+    dense_projection<Backend>(w.int8.q, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}),
+                             "attention q");
+    dense_projection<Backend>(w.int8.k, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}),
+                             "attention k");
+    dense_projection<Backend>(w.int8.v, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}),
+                             "attention v");
     rope_.forward(q, first_position);
     rope_.forward(k, first_position);
   }
@@ -306,23 +310,9 @@ class SlidingSinkAttention {
                    MatrixView<float> out) const {
     const index_t t_count = x.extent(0);
     Tensor<float, 2> projected({t_count, p_.hidden});
-    dense_linear(w.int8.out, w.out_weight, w.out_bias, attn, projected.view());
+    dense_projection<Backend>(w.int8.out, w.out_weight, w.out_bias, attn, projected.view(), "attention out");
     for (index_t t = 0; t < t_count; ++t) {
       for (index_t i = 0; i < p_.hidden; ++i) out(t, i) = x(t, i) + projected(t, i);
-    }
-  }
-
-  /// y = x W^T + b by the 8-bit copy when there is one, else by the bf16 weights.
-  static void dense_linear(const Int8MatrixView& int8, MatrixView<const bf16> weight, VectorView<const bf16> bias,
-                           MatrixView<const float> x, MatrixView<float> y) {
-    if (!int8.empty()) {
-      if (int8.rows() != weight.extent(0) || int8.cols() != weight.extent(1)) {
-        throw ShapeError("attention: 8-bit copy " + shape_string(std::array{int8.rows(), int8.cols()}) +
-                         " does not match its weight " + shape_string(weight.shape()));
-      }
-      kernels::linear(Backend{}, int8, bias, x, y);
-    } else {
-      kernels::linear(Backend{}, weight, bias, x, y);
     }
   }
 
