@@ -121,6 +121,14 @@ TEST_CASE("8-bit attention and unembedding: the fast path equals the reference o
       }
       GPTOSS_REQUIRE_CLOSE(compare_to_max(stepped, want.storage(), 0.0, 1e-4));
 
+      // A bound copy of the wrong shape is refused, naming the projection.
+      auto& unembedding = fast.mutable_weights().unembedding;
+      const Int8MatrixView good = unembedding.int8;
+      unembedding.int8 = Int8MatrixView(good.values(), good.scales(), good.rows() - 1, good.cols());
+      REQUIRE_THROWS_AS(fast.forward(tokens), ShapeError);
+      REQUIRE_THROWS_WITH(fast.forward(tokens), Catch::Matchers::Contains("unembedding: 8-bit copy"));
+      unembedding.int8 = good;
+
       // Unbinding the copies gives the bf16 model (and the golden logits) back.
       clear_dense_int8(fast);
       GPTOSS_REQUIRE_CLOSE(compare_to_max(fast.forward(tokens).storage(), golden.read<float>("logits"), 0.0, 1e-4));
