@@ -97,6 +97,73 @@ void check_linear_result(const W& w, const Tensor<float, 2>& x, const Tensor<flo
   REQUIRE(worst_excess <= 0.0);
 }
 
+/// The activations the int8 precision multiplies: each block of 32 of every
+/// row of x rounded by quantize_activation_block_int8, back in float; and
+/// per element half its block's scale (the most rounding moves it).
+struct Int8Activations {
+  Tensor<float, 2> rounded;    // (T, K)
+  Tensor<float, 2> half_step;  // (T, K)
+};
+Int8Activations int8_activations(const Tensor<float, 2>& x) {
+  const index_t t_count = x.extent(0), k = x.extent(1);
+  Int8Activations a{Tensor<float, 2>(x.shape()), Tensor<float, 2>(x.shape())};
+  std::int8_t q[32];
+  for (index_t t = 0; t < t_count; ++t) {
+    for (index_t b = 0; b < k; b += 32) {
+      const float scale = kernels::fast::quantize_activation_block_int8(&x(t, b), q);
+      for (index_t i = 0; i < 32; ++i) {
+        a.rounded(t, b + i) = static_cast<float>(q[i]) * scale;
+        a.half_step(t, b + i) = 0.5f * scale;
+      }
+    }
+  }
+  return a;
+}
+
+/// Whether linear(cpu_fast) at the int8 precision rounds x to int8 for W:
+/// MXFP4 weights, fewer tokens than the panels take, AVX512_VNNI active.
+template <class W>
+bool int8_activations_used(Isa isa, index_t t_count) {
+  return std::is_same_v<W, FP4TensorView<MXFP4Checkpoint>> && isa == Isa::avx512 &&
+         cpu_features().avx512vnni && t_count < kernels::fast::panel_min_tokens();
+}
+
+/// Checks a product at the int8 precision. Every element must be within
+/// 1e-5 sum |w x'| of the reference on the rounded activations x' (or, for
+/// rows the kernel recomputes exactly because of extreme scales, within
+/// 1e-5 sum |w x| of the reference on x), and always within the rounding's
+/// own bound of the reference on x: sum_k |w_k| (half step of x_k) plus
+/// 1e-5 sum |w x|.
+template <class W>
+void check_int8_result(const W& w, VectorView<const bf16> bias, const Tensor<float, 2>& x,
+                       const Tensor<float, 2>& fast, const Tensor<float, 2>& ref) {
+  const index_t n = rows(w), k = cols(w), t_count = x.extent(0);
+  const Int8Activations a = int8_activations(x);
+  Tensor<float, 2> ref_rounded({t_count, n});
+  kernels::linear(cpu_reference{}, w, bias, a.rounded.view(), ref_rounded.view());
+  std::vector<float> row(static_cast<std::size_t>(k));
+  for (index_t r = 0; r < n; ++r) {
+    decode_row(w, r, row);
+    for (index_t t = 0; t < t_count; ++t) {
+      const double y = fast(t, r), e = ref(t, r), e_rounded = ref_rounded(t, r);
+      if (std::isnan(y) && (std::isnan(e) || std::isnan(e_rounded))) continue;
+      if (std::isinf(y) && (y == e || y == e_rounded)) continue;
+      double magnitude = 0.0, magnitude_rounded = 0.0, rounding = 0.0;
+      for (index_t i = 0; i < k; ++i) {
+        magnitude += std::fabs(static_cast<double>(row[i]) * x(t, i));
+        magnitude_rounded += std::fabs(static_cast<double>(row[i]) * a.rounded(t, i));
+        rounding += std::fabs(static_cast<double>(row[i])) * a.half_step(t, i);
+      }
+      INFO("y(" << t << ", " << r << ") = " << y << ", reference " << e << ", on rounded activations "
+                << e_rounded);
+      const bool matches_rounded = std::fabs(y - e_rounded) <= 1e-5 * magnitude_rounded + 1e-30;
+      const bool matches_exact = std::fabs(y - e) <= 1e-5 * magnitude + 1e-30;
+      REQUIRE((matches_rounded || matches_exact));
+      REQUIRE(std::fabs(y - e) <= rounding * (1.0 + 1e-5) + 1e-5 * magnitude + 1e-30);
+    }
+  }
+}
+
 /// Runs linear(cpu_fast) on every tier and precision against the reference.
 template <class W>
 void check_linear_all_tiers(const W& w, const Tensor<float, 2>& x, VectorView<const bf16> bias) {
@@ -104,15 +171,22 @@ void check_linear_all_tiers(const W& w, const Tensor<float, 2>& x, VectorView<co
   Tensor<float, 2> ref({t_count, n}), fast({t_count, n});
   kernels::linear(cpu_reference{}, w, bias, x.view(), ref.view());
   for (Isa isa : runnable_isas()) {
-    for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16}) {
+    for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16,
+                              MatmulPrecision::int8}) {
       ScopedIsaLimit limit(isa);
       ScopedPrecision precision(p);
       INFO("isa " << isa_name(isa) << ", precision " << matmul_precision_name(p));
       poison(fast);
       kernels::linear(cpu_fast{}, w, bias, x.view(), fast.view());
-      // 8-bit weights always multiply in fp32, whatever the precision setting.
+      if (p == MatmulPrecision::int8 && int8_activations_used<W>(isa, t_count)) {
+        check_int8_result(w, bias, x, fast, ref);
+        continue;
+      }
+      // 8-bit weights always multiply in fp32, whatever the precision
+      // setting; the int8 precision's other products run as bf16's.
+      const MatmulPrecision as = p == MatmulPrecision::int8 ? MatmulPrecision::bf16 : p;
       const double rel = std::is_same_v<W, Int8MatrixView> ? linear_tolerance(MatmulPrecision::fp32, isa)
-                                                          : linear_tolerance(p, isa);
+                                                          : linear_tolerance(as, isa);
       check_linear_result(w, x, fast, ref, rel);
     }
   }
@@ -247,6 +321,63 @@ TEST_CASE("Fast linear: MXFP4 special scale bytes", "[fast][linear][mxfp4]") {
     // Small activations keep the sums far from FLT_MAX, where fp32 partial
     // sums (fast) and a float64 sum (reference) overflow at different points.
     check_linear_all_tiers(w.view(), random_activations(rng, 4, k, 1e-6f), VectorView<const bf16>{});
+  }
+}
+
+TEST_CASE("Fast linear: int8 activation blocks round to nearest even at max |x| / 127",
+          "[fast][linear][int8]") {
+  // max |x| = 254: scale 2, so x / 2 rounds to nearest, ties to even.
+  std::array<float, 32> x{};
+  x[0] = 254.0f;
+  x[1] = -254.0f;
+  x[2] = 3.0f;   // 1.5 -> 2
+  x[3] = 5.0f;   // 2.5 -> 2
+  x[4] = -7.0f;  // -3.5 -> -4
+  x[5] = 0.9f;   // 0.45 -> 0
+  x[6] = 101.2f; // 50.6 -> 51
+  std::array<std::int8_t, 32> q{};
+  CHECK(kernels::fast::quantize_activation_block_int8(x.data(), q.data()) == 2.0f);
+  CHECK(std::vector<int>(q.begin(), q.begin() + 8) == std::vector<int>{127, -127, 2, 2, -4, 0, 51, 0});
+  x.fill(0.0f);
+  CHECK(kernels::fast::quantize_activation_block_int8(x.data(), q.data()) == 0.0f);
+  CHECK(std::all_of(q.begin(), q.end(), [](std::int8_t v) { return v == 0; }));
+  x[9] = kNaN;
+  CHECK(std::isnan(kernels::fast::quantize_activation_block_int8(x.data(), q.data())));
+  x[9] = -INFINITY;
+  CHECK(std::isnan(kernels::fast::quantize_activation_block_int8(x.data(), q.data())));
+  // A subnormal block keeps its relative precision (scaled by 2^64 first).
+  x.fill(0.0f);
+  x[0] = 1e-40f;
+  x[1] = -0.5e-40f;
+  const float scale = kernels::fast::quantize_activation_block_int8(x.data(), q.data());
+  CHECK(q[0] == 127);
+  CHECK(q[1] == -64);  // -63.5 -> -64 (even)
+  CHECK(scale > 0.0f);
+}
+
+TEST_CASE("Fast linear: int8 precision on MXFP4 weights, special activations", "[fast][linear][int8][mxfp4]") {
+  test::Rng rng(909);
+  const index_t n = 21, k = 352;
+  const FP4Tensor<> w = random_mxfp4(rng, n, k, 118, 130);
+  SECTION("zero, subnormal and mixed-magnitude blocks") {
+    Tensor<float, 2> x = random_activations(rng, 3, k);
+    for (index_t i = 0; i < 32; ++i) x(0, i) = 0.0f;                    // an all-zero block
+    for (index_t i = 32; i < 64; ++i) x(1, i) *= 1e-39f;                // subnormal activations
+    for (index_t i = 64; i < 96; ++i) x(2, i) = i == 64 ? 1e6f : x(2, i);  // one large outlier
+    check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
+  }
+  SECTION("a NaN or an infinity makes its token's outputs NaN") {
+    Tensor<float, 2> x = random_activations(rng, 3, k);
+    x(0, 100) = kNaN;
+    x(2, 351) = INFINITY;
+    ScopedPrecision precision(MatmulPrecision::int8);
+    Tensor<float, 2> y({3, n});
+    kernels::linear(cpu_fast{}, w.view(), VectorView<const bf16>{}, x.view(), y.view());
+    for (index_t r = 0; r < n; ++r) {
+      CHECK(std::isnan(y(0, r)));
+      CHECK(std::isfinite(y(1, r)));
+      CHECK(!std::isfinite(y(2, r)));
+    }
   }
 }
 

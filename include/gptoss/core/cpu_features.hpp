@@ -147,6 +147,12 @@ inline bool has_avx512_bf16() noexcept {
   return active_isa() == Isa::avx512 && cpu_features().avx512bf16;
 }
 
+/// True when the active tier is avx512 and the CPU has AVX512_VNNI
+/// (vpdpbusd), which the int8 matmul precision uses.
+inline bool has_avx512_vnni() noexcept {
+  return active_isa() == Isa::avx512 && cpu_features().avx512vnni;
+}
+
 /// Limits the tier for the lifetime of the object, then restores the
 /// previous setting (tests: run a kernel on every tier).
 class ScopedIsaLimit {

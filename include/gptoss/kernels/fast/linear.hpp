@@ -20,13 +20,21 @@
 // (about 2^-9 relative error per product); bf16x2 splits each activation into
 // two bf16 terms (error at most 2^-17 of sum |w x|). The bf16 precisions need
 // AVX512_BF16 and apply to MXFP4 and bf16 weights; elsewhere fp32 is used.
+// int8, the least precise and fastest, rounds activations to int8 in blocks
+// of 32 (one fp32 scale, max |x| / 127, per block) for MXFP4 products of
+// fewer than panel_min_tokens() tokens and multiplies them with AVX512_VNNI
+// integer dot products (the E2M1 codes are small integers: exact); its other
+// products run as bf16 does.
 #pragma once
 
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -49,26 +57,36 @@
 namespace gptoss {
 
 /// How the fast linear kernels multiply fp32 activations (see linear.hpp).
-enum class MatmulPrecision : int { fp32 = 0, bf16x2 = 1, bf16 = 2 };
+enum class MatmulPrecision : int { fp32 = 0, bf16x2 = 1, bf16 = 2, int8 = 3 };
 
 constexpr std::string_view matmul_precision_name(MatmulPrecision p) noexcept {
   switch (p) {
     case MatmulPrecision::fp32: return "fp32";
     case MatmulPrecision::bf16x2: return "bf16x2";
     case MatmulPrecision::bf16: return "bf16";
+    case MatmulPrecision::int8: return "int8";
   }
   return "?";
 }
 
+/// The precision named `name` (fp32, bf16x2, bf16, int8), if any.
+constexpr std::optional<MatmulPrecision> matmul_precision_from_name(std::string_view name) noexcept {
+  for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16,
+                            MatmulPrecision::int8}) {
+    if (matmul_precision_name(p) == name) return p;
+  }
+  return std::nullopt;
+}
+
 namespace detail {
+/// The starting precision: GPTOSS_MATMUL_PRECISION when it names one, else
+/// fp32 (tools check the variable with matmul_precision_from_name and
+/// reject an unknown name).
 inline std::atomic<int>& matmul_precision_setting() noexcept {
   static std::atomic<int> setting{[] {
     const char* value = std::getenv("GPTOSS_MATMUL_PRECISION");
     if (value == nullptr) return 0;
-    for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16}) {
-      if (matmul_precision_name(p) == value) return static_cast<int>(p);
-    }
-    return 0;
+    return static_cast<int>(matmul_precision_from_name(value).value_or(MatmulPrecision::fp32));
   }()};
   return setting;
 }
@@ -140,6 +158,35 @@ void gather_chunks(const float* x, int64_t k, int64_t stride, float* out, Local 
   }
 }
 
+/// Rounds one block of 32 activations to int8 as the int8 precision does:
+/// scale = max |x| / 127, q = x * (127 / max |x|) rounded to nearest (ties to
+/// even; blocks under 2^-64 are first scaled by 2^64, exactly). Returns the scale (0 for an all-zero block; NaN when the block
+/// holds a NaN or an infinity, so that the products come out NaN as the fp32
+/// path's would). The AVX-512 packer (pack_int8_activations_avx512) gives
+/// the same q and scales; tests use this one to form the activations the
+/// kernel multiplies.
+inline float quantize_activation_block_int8(const float* x, std::int8_t* q) noexcept {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int i = 0; i < 32; ++i) {
+    finite = finite && std::isfinite(x[i]);
+    amax = std::max(amax, std::fabs(x[i]));
+  }
+  if (!finite || amax == 0.0f) {
+    std::fill(q, q + 32, std::int8_t{0});
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  // Blocks below 2^-64 are scaled up by 2^64 first (exactly), so that
+  // 127 / max |x| stays finite for subnormal activations.
+  const float boost = amax < 0x1p-64f ? 0x1p64f : 1.0f, boosted = amax * boost;
+  const float inv = 127.0f / boosted;
+  for (int i = 0; i < 32; ++i) {
+    const float r = std::nearbyint(x[i] * boost * inv);
+    q[i] = static_cast<std::int8_t>(std::clamp(r, -127.0f, 127.0f));
+  }
+  return boosted / 127.0f / boost;
+}
+
 #if GPTOSS_X86
 
 struct Avx512Mxfp4F32 {
@@ -199,6 +246,32 @@ struct Avx512Mxfp4Bf16 {
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
     mxfp4_bf16_tile_avx512<rows_for(TT), TT, Split>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+/// MXFP4 x int8 activations (the int8 precision), AVX512_VNNI.
+struct Avx512Mxfp4Int8 {
+  using Rows = Mxfp4Rows;
+  using XElem = std::uint8_t;
+  static constexpr int kLanes = 16, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 128;
+  static constexpr bool kFlagsRows = true;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * kInt8ChunkBytes; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    pack_int8_activations_avx512(x, k, chunks(k), out);
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
+    flag_extreme_scales_avx512(w, row, rows, bad);
+  }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    mxfp4_int8_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
   }
 };
 
@@ -768,6 +841,8 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
     case Isa::avx512:
       if (fast::use_panels(x.extent(0), rows.blocks_per_row * 16)) {
         fast::mxfp4_panels(rows, n, k, bias, x, y, exact);
+      } else if (matmul_precision() == MatmulPrecision::int8 && has_avx512_vnni()) {
+        fast::run_linear<fast::Avx512Mxfp4Int8>(rows, n, k, bias, x, y, exact);
       } else if (fast::bf16_precision_active()) {
         if (matmul_precision() == MatmulPrecision::bf16x2) {
           fast::run_linear<fast::Avx512Mxfp4Bf16<true>>(rows, n, k, bias, x, y, exact);

@@ -21,11 +21,18 @@
 // vpermw (32 weights per instruction) and multiply with vdpbf16ps against
 // activations rounded to bf16 (bf16x2: the activation is hi + lo, two bf16
 // terms, 16 significant bits in all).
+//
+// The int8 variant (matmul precision int8, AVX512_VNNI) maps each nibble
+// with vpshufb to 2 x its E2M1 value + 12, an unsigned byte, and multiplies
+// it by activations rounded to int8 in blocks of 32 with vpdpbusd: every
+// integer product is exact, the +12 is undone by a per-lane offset packed
+// with the activations, and each block's integer sum is scaled once.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/formats/e2m1.hpp"
@@ -370,6 +377,145 @@ GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_tile_avx512(const Mxfp4Rows& w, int64_
   if (full_end < c1) {
     mxfp4_bf16_chunks_avx512<R, TT, Split, true>(w, row, full_end, c1, x, x_stride, acc);
   }
+}
+
+/// vpshufb table: E2M1 code -> 2 x value + 12, an unsigned byte in [0, 24]
+/// (the 2x makes every value an integer; the +12 makes it unsigned for
+/// vpdpbusd, and the packed activations carry -12 x their sums to undo it).
+inline constexpr std::uint8_t kE2M1TwiceOffsetBytes[16] = {12, 13, 14, 15, 16, 18, 20, 24,
+                                                          12, 11, 10, 9,  8,  6,  4,  0};
+
+/// Bytes of one chunk of 128 activations packed for mxfp4_int8_tile_avx512.
+inline constexpr int64_t kInt8ChunkBytes = 256;
+
+/// Packs one token's activations x (k, a multiple of 32) for
+/// mxfp4_int8_tile_avx512 (layout there), `chunks` chunks of 128, blocks
+/// past k zero. Each block of 32 is rounded with scale max |x| / 127:
+/// q = x * (127 / max |x|) rounded to nearest even, exactly as
+/// quantize_activation_block_int8; an all-zero block has scale 0, a block
+/// holding NaN or infinity scale NaN (and q = 0).
+GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_activations_avx512(const float* x, int64_t k, int64_t chunks,
+                                                                   std::uint8_t* out) {
+  const __m512 sign_off = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  const __m512 infinity = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const __m512i twelve = _mm512_set1_epi8(12);
+  for (int64_t c = 0; c < chunks; ++c) {
+    __m512i halves[2];  // the chunk's 128 int8 in natural order
+    alignas(64) float lane_scale[16];
+    for (int h = 0; h < 2; ++h) {
+      __m128i bytes[4];
+      for (int b2 = 0; b2 < 2; ++b2) {
+        const int64_t base = 128 * c + 64 * h + 32 * b2;
+        const int b = 2 * h + b2;
+        if (base >= k) {
+          bytes[2 * b2] = bytes[2 * b2 + 1] = _mm_setzero_si128();
+          for (int l = 0; l < 4; ++l) lane_scale[4 * b + l] = 0.0f;
+          continue;
+        }
+        const __m512 x0 = _mm512_loadu_ps(x + base), x1 = _mm512_loadu_ps(x + base + 16);
+        const __m512 a0 = _mm512_and_ps(x0, sign_off), a1 = _mm512_and_ps(x1, sign_off);
+        // Not less than infinity, or unordered: an infinity or a NaN.
+        const bool finite = (_mm512_cmp_ps_mask(a0, infinity, _CMP_NLT_UQ) |
+                             _mm512_cmp_ps_mask(a1, infinity, _CMP_NLT_UQ)) == 0;
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+        // As quantize_activation_block_int8: tiny blocks are boosted by 2^64.
+        const float boost = amax < 0x1p-64f ? 0x1p64f : 1.0f, boosted = amax * boost;
+        float scale = 0.0f;
+        if (!finite) {
+          scale = std::numeric_limits<float>::quiet_NaN();
+        } else if (amax > 0.0f) {
+          scale = boosted / 127.0f / boost;
+        }
+        if (!finite || amax == 0.0f) {
+          bytes[2 * b2] = bytes[2 * b2 + 1] = _mm_setzero_si128();
+        } else {
+          const __m512 up = _mm512_set1_ps(boost), inv = _mm512_set1_ps(127.0f / boosted);
+          const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x0, up), inv));
+          const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x1, up), inv));
+          bytes[2 * b2] = _mm512_cvtsepi32_epi8(q0);
+          bytes[2 * b2 + 1] = _mm512_cvtsepi32_epi8(q1);
+        }
+        for (int l = 0; l < 4; ++l) lane_scale[4 * b + l] = 0.5f * scale;
+      }
+      halves[h] = _mm512_inserti64x2(
+          _mm512_inserti64x2(_mm512_inserti64x2(_mm512_castsi128_si512(bytes[0]), bytes[1], 1), bytes[2], 2),
+          bytes[3], 3);
+    }
+    // Even elements are the low bytes of the 16-bit words, odd the high.
+    const __m512i even = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(halves[0])),
+                                            _mm512_cvtepi16_epi8(halves[1]), 1);
+    const __m512i odd = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm512_cvtepi16_epi8(_mm512_srai_epi16(halves[0], 8))),
+        _mm512_cvtepi16_epi8(_mm512_srai_epi16(halves[1], 8)), 1);
+    // Lane d: 12 x the sum of its 8 activations, negated.
+    const __m512i twelve_sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), twelve, even), twelve, odd);
+    std::uint8_t* o = out + kInt8ChunkBytes * c;
+    _mm512_storeu_si512(o, even);
+    _mm512_storeu_si512(o + 64, odd);
+    _mm512_storeu_si512(o + 128, _mm512_sub_epi32(_mm512_setzero_si512(), twelve_sum));
+    _mm512_storeu_ps(o + 192, _mm512_load_ps(lane_scale));
+  }
+}
+
+/// Chunks [c0, c1) of mxfp4_int8_tile_avx512 (Tail as above).
+template <int R, int TT, bool Tail>
+GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void mxfp4_int8_chunks_avx512(
+    const Mxfp4Rows& w, int64_t row, int64_t c0, int64_t c1, const std::uint8_t* x, int64_t x_stride,
+    float* acc) {
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2M1TwiceOffsetBytes)));
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+  const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;  // rows [row, row + R) all exist
+  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
+  const std::uint8_t* blocks = w.blocks + row * row_bytes;
+  const std::uint8_t* scales = w.scales + row * nb;
+  __m512 a[R][TT];
+  load_accumulators(acc, a);
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512i even[R], odd[R];
+    __m512 ws[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
+      const __m512i q = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
+      // Byte j of a block holds elements 2j (low nibble) and 2j + 1.
+      even[i] = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, low_nibbles));
+      odd[i] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), low_nibbles));
+      ws[i] = Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
+                   : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
+    }
+    prefetch_row_streams<R>(blocks, row_bytes, 64 * c + kMxfp4PrefetchBytes);
+    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const std::uint8_t* xc = x + j * x_stride + kInt8ChunkBytes * c;
+      const __m512i x_even = _mm512_loadu_si512(xc), x_odd = _mm512_loadu_si512(xc + 64);
+      const __m512i offset = _mm512_loadu_si512(xc + 128);  // -12 x the lane's activation sum
+      const __m512 x_scale = _mm512_loadu_ps(reinterpret_cast<const float*>(xc + 192));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(offset, even[i], x_even), odd[i], x_odd);
+        // (dot x activation scale) first, the block scale last, as the fp32
+        // kernel applies it: no subnormal intermediate for small scale bytes.
+        a[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), x_scale), ws[i], a[i][j]);
+      }
+    }
+  }
+  store_accumulators(a, acc);
+}
+
+/// MXFP4 x int8 activations (vpdpbusd). x: per token, chunks of 128
+/// activations in kInt8ChunkBytes: 64 int8 of the even elements (byte j:
+/// element 32 (j / 16) + 2 (j % 16)), 64 of the odd ones, 16 int32 lane
+/// offsets (-12 x the sum of the lane's 8 activations) and 16 fp32 lane
+/// scales (half the scale of the lane's block). Lane d of a chunk covers
+/// block d / 4, so its integer dot product is exact and scaled once.
+template <int R, int TT>
+GPTOSS_TARGET_AVX512_VNNI void mxfp4_int8_tile_avx512(const Mxfp4Rows& w, int64_t row, int64_t c0, int64_t c1,
+                                                     const std::uint8_t* x, int64_t x_stride, float* acc) {
+  const int64_t nb = w.blocks_per_row, full_end = std::min(c1, nb / 4);
+  if (c0 < full_end) mxfp4_int8_chunks_avx512<R, TT, false>(w, row, c0, full_end, x, x_stride, acc);
+  if (full_end < c1) mxfp4_int8_chunks_avx512<R, TT, true>(w, row, full_end, c1, x, x_stride, acc);
 }
 
 /// fp32 weights x fp32 activations; chunks of 16 elements, x in natural order.

@@ -21,13 +21,15 @@
 
 // The three code-generation targets of the fast kernels. Attributes must be
 // written out at each function; these macros keep the feature lists in one
-// place. AVX-512 code never needs BF16 unless it says so: the BF16 target
-// is used only behind has_avx512_bf16().
+// place. AVX-512 code never needs BF16 or VNNI unless it says so: those
+// targets are used only behind has_avx512_bf16() and has_avx512_vnni().
 #if GPTOSS_X86
 #define GPTOSS_TARGET_AVX512 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,bmi,bmi2,f16c,popcnt")))
 #define GPTOSS_TARGET_AVX512_BF16 \
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,bmi,bmi2,f16c,popcnt")))
+#define GPTOSS_TARGET_AVX512_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,bmi,bmi2,f16c,popcnt")))
 #define GPTOSS_TARGET_AVX2 __attribute__((target("avx2,fma,bmi,bmi2,f16c,popcnt")))
 #endif
 
