@@ -1,10 +1,13 @@
 // Linear-layer throughput on the real gpt-oss shapes: the cpu_reference
 // kernel, Eigen (dequantize-then-GEMM through Eigen::Map, one thread) and the
-// fused cpu_fast kernels at each matmul precision, and for the bf16 shapes
+// fused cpu_fast kernels at each matmul precision (fast_int8act: the int8
+// precision's int8 activations on MXFP4), and for the bf16 shapes
 // the opt-in 8-bit copies (fast_int8), for batches of 1, 32, 128
 // and 512 tokens on 1 and 2 threads; for batches, also the row-streaming
-// kernels ("_rows") that the 32-row panels replace. Every fast run is first validated
-// against the reference on the first 64 output rows.
+// kernels ("_rows") that the 32-row panels replace; and, at batch 1, the same
+// kernels on L2-resident slices ("_cached": their arithmetic ceiling). Every
+// fast run is first validated against the reference on the first 64 output
+// rows.
 //
 //   gptoss_bench_linear --benchmark_filter='mlp1.*fast_fp32'
 //
@@ -36,18 +39,23 @@ using bench::FastRandom;
 struct Shape {
   const char* name;
   index_t n, k;
-  bool mxfp4;  // else bf16
+  bool mxfp4;           // else bf16
+  bool cached = false;  // one copy small enough to stay in L2: the kernel's arithmetic ceiling
 };
 
 // The gpt-oss-120b/20b matrices: expert mlp1 (2 * 2880 -> interleaved gate/linear)
 // and mlp2 in MXFP4; attention qkv and out, and the unembedding, in bf16.
+// The "_cached" shapes are slices of those rows that stay in each core's L2
+// (read again every call): how fast each kernel can go when memory is not
+// the limit, to set against the DRAM-bound shapes' bytes/s.
 constexpr Shape kShapes[] = {
     {"mlp1_mxfp4", 5760, 2880, true},  {"mlp2_mxfp4", 2880, 2880, true},
     {"qkv_bf16", 5120, 2880, false},   {"out_bf16", 2880, 4096, false},
     {"unembed_bf16", 201088, 2880, false},
+    {"mlp1_mxfp4_cached", 512, 2880, true, true}, {"qkv_bf16_cached", 128, 2880, false, true},
 };
 
-enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8 };
+enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8, fast_int8act };
 
 /// How the fast kernels take batches: the default (32-row panels decoded once
 /// per call from kPanelMinTokens tokens on), or row streaming forced.
@@ -61,6 +69,7 @@ const char* impl_name(Impl impl) {
     case Impl::fast_bf16x2: return "fast_bf16x2";
     case Impl::fast_bf16: return "fast_bf16";
     case Impl::fast_int8: return "fast_int8";
+    case Impl::fast_int8act: return "fast_int8act";
   }
   return "?";
 }
@@ -98,7 +107,8 @@ Weights& weights_for(const Shape& s) {
     slot->n = s.n;
     slot->k = s.k;
     const double bytes = s.mxfp4 ? s.n * s.k * 17.0 / 32.0 : s.n * s.k * 2.0;
-    const auto copies = static_cast<std::size_t>(std::max(1.0, std::ceil(kColdBytes / bytes)));
+    const auto copies = s.cached ? std::size_t{1}
+                                 : static_cast<std::size_t>(std::max(1.0, std::ceil(kColdBytes / bytes)));
     if (s.mxfp4) {
       FP4Tensor<> first(s.n, s.k);
       bench::fill_bytes(first.blocks().data(), first.blocks().size(), 11);
@@ -175,6 +185,7 @@ MatmulPrecision precision_of(Impl impl) {
   switch (impl) {
     case Impl::fast_bf16x2: return MatmulPrecision::bf16x2;
     case Impl::fast_bf16: return MatmulPrecision::bf16;
+    case Impl::fast_int8act: return MatmulPrecision::int8;
     default: return MatmulPrecision::fp32;
   }
 }
@@ -183,14 +194,35 @@ MatmulPrecision precision_of(Impl impl) {
 double tolerance_of(Impl impl) {
   switch (impl) {
     case Impl::fast_bf16x2: return 2e-5;
-    case Impl::fast_bf16: return 4e-3;
+    case Impl::fast_bf16:
+    case Impl::fast_int8act: return 4e-3;  // its panels (many tokens) are bf16's
     default: return 1e-5;
   }
 }
 
+/// x with every block of 32 of each row rounded as the int8 precision rounds
+/// MXFP4 activations (quantize_activation_block_int8), back in float.
+Tensor<float, 2> int8_rounded(const Tensor<float, 2>& x) {
+  Tensor<float, 2> r(x.shape());
+  std::int8_t q[32];
+  for (index_t t = 0; t < x.extent(0); ++t) {
+    for (index_t b = 0; b < x.extent(1); b += 32) {
+      const float scale = kernels::fast::quantize_activation_block_int8(&x(t, b), q);
+      for (index_t i = 0; i < 32; ++i) r(t, b + i) = static_cast<float>(q[i]) * scale;
+    }
+  }
+  return r;
+}
+
 /// Compares y's first rows with the reference on those rows; returns the
-/// worst error / bound ratio (<= 1 passes).
-double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, const Tensor<float, 2>& y) {
+/// worst error / bound ratio (<= 1 passes). The int8 precision at batches
+/// below the panel threshold multiplies int8-rounded activations: the
+/// reference gets the same rounded activations.
+double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x_in, const Tensor<float, 2>& y) {
+  const bool rounded = impl == Impl::fast_int8act && s.mxfp4 && has_avx512_vnni() &&
+                       x_in.extent(0) < kernels::fast::panel_min_tokens();
+  const Tensor<float, 2> x = rounded ? int8_rounded(x_in) : x_in;
+  const double rel = rounded ? 1e-5 : tolerance_of(impl);
   const index_t rows = std::min<index_t>(64, s.n), t_count = x.extent(0);
   Tensor<float, 2> ref({t_count, rows});
   const Tensor<bf16, 1> bias_rows = [&] {
@@ -224,7 +256,7 @@ double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
       for (index_t i = 0; i < s.k; ++i) magnitude += std::fabs(static_cast<double>(row[i]) * x(t, i));
       actual.push_back(y(t, r));
       expected.push_back(ref(t, r));
-      bound.push_back(tolerance_of(impl) * magnitude + 1e-6);
+      bound.push_back(rel * magnitude + 1e-6);
     }
   }
   return bench::worst_error_ratio(actual.data(), expected.data(), bound.data(), actual.size());
@@ -261,11 +293,15 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
 void register_benchmarks() {
   for (const Shape& s : kShapes) {
     const std::string shape = std::string(s.name) + "_" + std::to_string(s.n) + "x" + std::to_string(s.k);
-    for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16, Impl::fast_int8}) {
+    for (Impl impl : {Impl::reference, Impl::eigen, Impl::fast_fp32, Impl::fast_bf16x2, Impl::fast_bf16,
+                      Impl::fast_int8, Impl::fast_int8act}) {
       const bool huge = s.n > 100000;
       if (impl == Impl::fast_int8 && s.mxfp4) continue;  // 8-bit copies are for the bf16 matrices
+      if (impl == Impl::fast_int8act && !s.mxfp4) continue;  // int8 activations: MXFP4 products
       if (impl == Impl::eigen && huge) continue;  // a 2.3 GB float copy: not worth it
+      if (s.cached && (impl == Impl::reference || impl == Impl::eigen)) continue;
       for (index_t t : {1, 32, 64, 128, 512}) {
+        if (s.cached && t > 1) continue;  // the ceiling of the decode (row-streaming) kernels
         if (impl == Impl::reference && t > 1) continue;  // float64 loops: minutes
         if (impl == Impl::eigen && t == 64) continue;
         if (huge && t > 32) continue;
@@ -274,6 +310,7 @@ void register_benchmarks() {
           if ((impl == Impl::fast_bf16x2 || impl == Impl::fast_bf16) && !has_avx512_bf16()) {
             continue;  // the bf16 precisions would measure fp32 again
           }
+          if (impl == Impl::fast_int8act && !has_avx512_vnni()) continue;
           const bool fast = impl != Impl::reference && impl != Impl::eigen;
           for (Path path : {Path::default_path, Path::rows}) {
             // The row-streaming baseline, next to the panels it is replaced by.
