@@ -70,6 +70,7 @@ struct BenchArgs {
   std::string device = "cpu";
   int layers = 0, prompt = 512, gen = 16, threads = 0, repeat = 3;
   bool json = false, int8_dense = false;
+  std::string precision;  // empty: the current setting (GPTOSS_MATMUL_PRECISION or fp32)
 };
 
 inline int run_bench(const BenchArgs& a) {
@@ -81,7 +82,9 @@ inline int run_bench(const BenchArgs& a) {
   if (a.device == "cuda") return run_cuda_bench({a.config, dims, a.prompt, a.gen, a.repeat, a.json});
   if (a.device != "cpu") throw RangeError("--device must be cpu or cuda, got '" + a.device + "'");
   if (a.threads > 0) set_num_threads(a.threads);
+  if (!a.precision.empty()) set_matmul_precision(*matmul_precision_from_name(a.precision));
   const int threads = num_threads();
+  const std::string precision(matmul_precision_name(matmul_precision()));
   const auto log = [&](const std::string& line) {
     if (!a.json) std::cerr << line << std::endl;
   };
@@ -172,12 +175,14 @@ inline int run_bench(const BenchArgs& a) {
     j.update(f.json());
     j["prefill_flop_per_s"] = best_prefill * flops_per_token;
     j["isa"] = std::string(isa_name(active_isa()));
+    j["matmul_precision"] = precision;
     j["int8_dense"] = a.int8_dense;
     if (a.int8_dense) j["int8_logit_error"] = int8_logit_error;
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << dims.num_layers << " layers, " << threads
-              << " threads, " << isa_name(active_isa()) << (a.int8_dense ? ", 8-bit attention and unembedding" : "")
+              << " threads, " << isa_name(active_isa()) << ", " << precision << " matmul precision"
+              << (a.int8_dense ? ", 8-bit attention and unembedding" : "")
               << "\n"
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s ("
               << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n";
@@ -197,6 +202,9 @@ inline void add_bench_command(CLI::App& app, std::function<int()>& action) {
   bench->add_option("--threads", args->threads, "worker threads (default: all cores)");
   bench->add_option("--repeat", args->repeat, "runs; the best is reported (default 3)");
   bench->add_flag("--json", args->json, "print one JSON object");
+  bench->add_option("--precision", args->precision,
+                    "matmul precision of the fast kernels: fp32 (default), bf16x2, bf16 or int8")
+      ->check(CLI::IsMember({"fp32", "bf16x2", "bf16", "int8"}));
   bench->add_flag("--int8-dense", args->int8_dense,
                   "8-bit copies of the attention projections and the unembedding (default: bf16)");
   bench->add_option("--device", args->device, "cpu (default) or cuda (random weights generated on the GPU)");

@@ -12,9 +12,11 @@
 //                   [--scale ocp|search] [--reference-tokens T] [--report FILE.json]
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <string>
 
 #include "bench_command.hpp"
 #include "model_commands.hpp"
@@ -35,6 +37,13 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   try {
+    // The kernels read GPTOSS_MATMUL_PRECISION once and fall back to fp32
+    // on a name they do not know: say so instead of measuring fp32.
+    if (const char* p = std::getenv("GPTOSS_MATMUL_PRECISION");
+        p != nullptr && !gptoss::matmul_precision_from_name(p)) {
+      throw gptoss::RangeError(std::string("GPTOSS_MATMUL_PRECISION must be fp32, bf16x2, bf16 or int8, got '") + p +
+                               "'");
+    }
     return action ? action() : 0;
   } catch (const std::exception& e) {
     std::cerr << "gptoss: error: " << e.what() << "\n";
