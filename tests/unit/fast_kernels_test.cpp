@@ -110,8 +110,11 @@ Int8Activations int8_activations(const Tensor<float, 2>& x) {
   std::int8_t q[32];
   for (index_t t = 0; t < t_count; ++t) {
     for (index_t b = 0; b < k; b += 32) {
-      const float scale = kernels::fast::quantize_activation_block_int8(&x(t, b), q);
-      for (index_t i = 0; i < 32; ++i) {
+      const index_t count = std::min<index_t>(32, k - b);
+      float block[32] = {};  // a last partial block counts as padded with zeros
+      std::copy_n(&x(t, b), count, block);
+      const float scale = kernels::fast::quantize_activation_block_int8(block, q);
+      for (index_t i = 0; i < count; ++i) {
         a.rounded(t, b + i) = static_cast<float>(q[i]) * scale;
         a.half_step(t, b + i) = 0.5f * scale;
       }
@@ -121,11 +124,12 @@ Int8Activations int8_activations(const Tensor<float, 2>& x) {
 }
 
 /// Whether linear(cpu_fast) at the int8 precision rounds x to int8 for W:
-/// MXFP4 weights, fewer tokens than the panels take, AVX512_VNNI active.
+/// MXFP4 or 8-bit weights, fewer tokens than the panels take, AVX512_VNNI
+/// active.
 template <class W>
 bool int8_activations_used(Isa isa, index_t t_count) {
-  return std::is_same_v<W, FP4TensorView<MXFP4Checkpoint>> && isa == Isa::avx512 &&
-         cpu_features().avx512vnni && t_count < kernels::fast::panel_min_tokens();
+  return (std::is_same_v<W, FP4TensorView<MXFP4Checkpoint>> || std::is_same_v<W, Int8MatrixView>) &&
+         isa == Isa::avx512 && cpu_features().avx512vnni && t_count < kernels::fast::panel_min_tokens();
 }
 
 /// Checks a product at the int8 precision. Every element must be within
@@ -182,8 +186,8 @@ void check_linear_all_tiers(const W& w, const Tensor<float, 2>& x, VectorView<co
         check_int8_result(w, bias, x, fast, ref);
         continue;
       }
-      // 8-bit weights always multiply in fp32, whatever the precision
-      // setting; the int8 precision's other products run as bf16's.
+      // 8-bit weights multiply in fp32 but where int8 activations are used
+      // (above); the int8 precision's other products run as bf16's.
       const MatmulPrecision as = p == MatmulPrecision::int8 ? MatmulPrecision::bf16 : p;
       const double rel = std::is_same_v<W, Int8MatrixView> ? linear_tolerance(MatmulPrecision::fp32, isa)
                                                           : linear_tolerance(as, isa);

@@ -21,10 +21,10 @@
 // two bf16 terms (error at most 2^-17 of sum |w x|). The bf16 precisions need
 // AVX512_BF16 and apply to MXFP4 and bf16 weights; elsewhere fp32 is used.
 // int8, the least precise and fastest, rounds activations to int8 in blocks
-// of 32 (one fp32 scale, max |x| / 127, per block) for MXFP4 products of
-// fewer than panel_min_tokens() tokens and multiplies them with AVX512_VNNI
-// integer dot products (the E2M1 codes are small integers: exact); its other
-// products run as bf16 does.
+// of 32 (one fp32 scale, max |x| / 127, per block) for MXFP4 and 8-bit
+// weights' products of fewer than panel_min_tokens() tokens and multiplies
+// them with AVX512_VNNI integer dot products (the E2M1 codes and the 8-bit
+// weights are small integers: exact); its other products run as bf16 does.
 #pragma once
 
 #include <algorithm>
@@ -189,26 +189,33 @@ inline float quantize_activation_block_int8(const float* x, std::int8_t* q) noex
 
 #if GPTOSS_X86
 
-struct Avx512Mxfp4F32 {
+/// What the AVX-512 MXFP4 families share: 64-byte chunks of 4 blocks (128
+/// weights) per row, 4-row groups, 16-lane accumulators, rows with extreme
+/// scale bytes flagged for exact recomputation.
+struct Avx512Mxfp4Family {
   using Rows = Mxfp4Rows;
-  using XElem = float;
-  static constexpr int kLanes = 16, kMaxTokens = 3;
+  static constexpr int kLanes = 16;
   static constexpr int64_t kChunk = 128;
   static constexpr bool kFlagsRows = true;
   static constexpr int rows_for(int /*tokens*/) { return 4; }
   static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) {
+    sum_lanes16_avx512(acc, count, sums);
+  }
+  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
+    flag_extreme_scales_avx512(w, row, rows, bad);
+  }
+};
+
+struct Avx512Mxfp4F32 : Avx512Mxfp4Family {
+  using XElem = float;
+  static constexpr int kMaxTokens = 3;
   static int64_t packed_stride(int64_t k) { return chunks(k) * 128; }
   static void pack_token(const float* x, int64_t k, XElem* out) {
     gather_chunks<128>(x, k, packed_stride(k), out, [](int p) {
       const int n = p / 16, i = p % 16;
       return 32 * (i / 4) + 8 * (i % 4) + n;
     });
-  }
-  static void sum_lanes(const float* acc, int64_t count, float* sums) {
-    sum_lanes16_avx512(acc, count, sums);
-  }
-  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
-    flag_extreme_scales_avx512(w, row, rows, bad);
   }
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
@@ -218,14 +225,9 @@ struct Avx512Mxfp4F32 {
 };
 
 template <bool Split>
-struct Avx512Mxfp4Bf16 {
-  using Rows = Mxfp4Rows;
+struct Avx512Mxfp4Bf16 : Avx512Mxfp4Family {
   using XElem = std::uint16_t;
-  static constexpr int kLanes = 16, kMaxTokens = Split ? 3 : 4;
-  static constexpr int64_t kChunk = 128;
-  static constexpr bool kFlagsRows = true;
-  static constexpr int rows_for(int /*tokens*/) { return 4; }
-  static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static constexpr int kMaxTokens = Split ? 3 : 4;
   static int64_t packed_stride(int64_t k) { return chunks(k) * 128 * (Split ? 2 : 1); }
   static void pack_token(const float* x, int64_t k, XElem* out) {
     const int64_t logical = chunks(k) * 128;
@@ -236,12 +238,6 @@ struct Avx512Mxfp4Bf16 {
     });
     round_planes_bf16_avx512(ordered, logical / 32, Split, out);
   }
-  static void sum_lanes(const float* acc, int64_t count, float* sums) {
-    sum_lanes16_avx512(acc, count, sums);
-  }
-  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
-    flag_extreme_scales_avx512(w, row, rows, bad);
-  }
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
@@ -250,23 +246,12 @@ struct Avx512Mxfp4Bf16 {
 };
 
 /// MXFP4 x int8 activations (the int8 precision), AVX512_VNNI.
-struct Avx512Mxfp4Int8 {
-  using Rows = Mxfp4Rows;
+struct Avx512Mxfp4Int8 : Avx512Mxfp4Family {
   using XElem = std::uint8_t;
-  static constexpr int kLanes = 16, kMaxTokens = 4;
-  static constexpr int64_t kChunk = 128;
-  static constexpr bool kFlagsRows = true;
-  static constexpr int rows_for(int /*tokens*/) { return 4; }
-  static int64_t chunks(int64_t k) { return (k / 32 + 3) / 4; }
+  static constexpr int kMaxTokens = 4;
   static int64_t packed_stride(int64_t k) { return chunks(k) * kInt8ChunkBytes; }
   static void pack_token(const float* x, int64_t k, XElem* out) {
     pack_int8_activations_avx512(x, k, chunks(k), out);
-  }
-  static void sum_lanes(const float* acc, int64_t count, float* sums) {
-    sum_lanes16_avx512(acc, count, sums);
-  }
-  static void flag_rows(const Rows& w, int64_t row, int64_t rows, std::uint32_t* bad) {
-    flag_extreme_scales_avx512(w, row, rows, bad);
   }
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
@@ -310,6 +295,27 @@ struct Avx512Int8F32 : Avx512NaturalF32<32> {
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
     int8_f32_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
+  }
+};
+
+/// 8-bit weights x int8 activations (the int8 precision), AVX512_VNNI.
+struct Avx512Int8Int8 {
+  using Rows = Int8Rows;
+  using XElem = std::uint8_t;
+  static constexpr int kLanes = 16, kMaxTokens = 4;
+  static constexpr int64_t kChunk = 64;
+  static constexpr bool kFlagsRows = false;
+  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static int64_t chunks(int64_t k) { return (k + 63) / 64; }
+  static int64_t packed_stride(int64_t k) { return chunks(k) * kInt8DenseChunkBytes; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    pack_int8_dense_activations_avx512(x, k, chunks(k), out);
+  }
+  static void sum_lanes(const float* acc, int64_t count, float* sums) { sum_lanes16_avx512(acc, count, sums); }
+  template <int TT>
+  static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
+                   int64_t stride, float* acc) {
+    int8_int8_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
   }
 };
 
@@ -904,8 +910,10 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
   }
 }
 
-/// y (T, N) = x (T, K) W^T + bias for 8-bit weights (always fp32 arithmetic:
-/// each weight decodes exactly as the reference decodes it).
+/// y (T, N) = x (T, K) W^T + bias for 8-bit weights: fp32 arithmetic (each
+/// weight decodes exactly as the reference decodes it) but at the int8
+/// precision, where fewer tokens than the panels take multiply activations
+/// rounded to int8 with AVX512_VNNI.
 inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bias, MatrixView<const float> x,
                    MatrixView<float> y) {
   const int64_t n = w.rows(), k = w.cols();
@@ -918,6 +926,8 @@ inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bia
     case Isa::avx512:
       if (fast::use_panels(x.extent(0), w.row_stride())) {
         fast::int8_panels(rows, n, k, bias, x, y);
+      } else if (matmul_precision() == MatmulPrecision::int8 && has_avx512_vnni()) {
+        fast::run_linear<fast::Avx512Int8Int8>(rows, n, k, bias, x, y, none);
       } else {
         fast::run_linear<fast::Avx512Int8F32>(rows, n, k, bias, x, y, none);
       }

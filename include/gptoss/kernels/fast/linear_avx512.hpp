@@ -388,58 +388,58 @@ inline constexpr std::uint8_t kE2M1TwiceOffsetBytes[16] = {12, 13, 14, 15, 16, 1
 /// Bytes of one chunk of 128 activations packed for mxfp4_int8_tile_avx512.
 inline constexpr int64_t kInt8ChunkBytes = 256;
 
-/// Packs one token's activations x (k, a multiple of 32) for
-/// mxfp4_int8_tile_avx512 (layout there), `chunks` chunks of 128, blocks
-/// past k zero. Each block of 32 is rounded with scale max |x| / 127:
-/// q = x * (127 / max |x|) rounded to nearest even, exactly as
-/// quantize_activation_block_int8; an all-zero block has scale 0, a block
-/// holding NaN or infinity scale NaN (and q = 0).
-GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_activations_avx512(const float* x, int64_t k, int64_t chunks,
-                                                                   std::uint8_t* out) {
+/// Rounds the `count` (1..32) activations at x, a block of 32 padded with
+/// zeros, to int8 exactly as quantize_activation_block_int8 does: scale
+/// max |x| / 127, q = x * (127 / max |x|) rounded to nearest even (blocks
+/// under 2^-64 first scaled by 2^64); an all-zero block has scale 0, a block
+/// holding NaN or infinity scale NaN (and q = 0). q[0] holds elements 0..15,
+/// q[1] 16..31; returns the scale.
+GPTOSS_TARGET_AVX512_VNNI inline float quantize_block_int8_avx512(const float* x, int64_t count, __m128i q[2]) {
   const __m512 sign_off = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
   const __m512 infinity = _mm512_set1_ps(std::numeric_limits<float>::infinity());
+  const std::uint32_t lanes = count >= 32 ? 0xffffffffu : (std::uint32_t{1} << count) - 1;
+  const __m512 x0 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes), x);
+  const __m512 x1 = _mm512_maskz_loadu_ps(static_cast<__mmask16>(lanes >> 16), x + 16);
+  const __m512 a0 = _mm512_and_ps(x0, sign_off), a1 = _mm512_and_ps(x1, sign_off);
+  // Not less than infinity, or unordered: an infinity or a NaN.
+  const bool finite =
+      (_mm512_cmp_ps_mask(a0, infinity, _CMP_NLT_UQ) | _mm512_cmp_ps_mask(a1, infinity, _CMP_NLT_UQ)) == 0;
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+  if (!finite || amax == 0.0f) {
+    q[0] = q[1] = _mm_setzero_si128();
+    return finite ? 0.0f : std::numeric_limits<float>::quiet_NaN();
+  }
+  const float boost = amax < 0x1p-64f ? 0x1p64f : 1.0f, boosted = amax * boost;
+  const __m512 up = _mm512_set1_ps(boost), inv = _mm512_set1_ps(127.0f / boosted);
+  q[0] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x0, up), inv)));
+  q[1] = _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x1, up), inv)));
+  return boosted / 127.0f / boost;
+}
+
+/// The 64 int8 of blocks b0 and b0 + 1 (16 bytes each in q) in one register.
+GPTOSS_TARGET_AVX512_VNNI inline __m512i join_blocks_int8_avx512(const __m128i q0[2], const __m128i q1[2]) {
+  return _mm512_inserti64x2(
+      _mm512_inserti64x2(_mm512_inserti64x2(_mm512_castsi128_si512(q0[0]), q0[1], 1), q1[0], 2), q1[1], 3);
+}
+
+/// Packs one token's activations x (k, a multiple of 32) for
+/// mxfp4_int8_tile_avx512 (layout there), `chunks` chunks of 128, blocks
+/// past k zero, each block rounded by quantize_block_int8_avx512.
+GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_activations_avx512(const float* x, int64_t k, int64_t chunks,
+                                                                   std::uint8_t* out) {
   const __m512i twelve = _mm512_set1_epi8(12);
   for (int64_t c = 0; c < chunks; ++c) {
     __m512i halves[2];  // the chunk's 128 int8 in natural order
     alignas(64) float lane_scale[16];
     for (int h = 0; h < 2; ++h) {
-      __m128i bytes[4];
+      __m128i q[2][2];
       for (int b2 = 0; b2 < 2; ++b2) {
         const int64_t base = 128 * c + 64 * h + 32 * b2;
-        const int b = 2 * h + b2;
-        if (base >= k) {
-          bytes[2 * b2] = bytes[2 * b2 + 1] = _mm_setzero_si128();
-          for (int l = 0; l < 4; ++l) lane_scale[4 * b + l] = 0.0f;
-          continue;
-        }
-        const __m512 x0 = _mm512_loadu_ps(x + base), x1 = _mm512_loadu_ps(x + base + 16);
-        const __m512 a0 = _mm512_and_ps(x0, sign_off), a1 = _mm512_and_ps(x1, sign_off);
-        // Not less than infinity, or unordered: an infinity or a NaN.
-        const bool finite = (_mm512_cmp_ps_mask(a0, infinity, _CMP_NLT_UQ) |
-                             _mm512_cmp_ps_mask(a1, infinity, _CMP_NLT_UQ)) == 0;
-        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
-        // As quantize_activation_block_int8: tiny blocks are boosted by 2^64.
-        const float boost = amax < 0x1p-64f ? 0x1p64f : 1.0f, boosted = amax * boost;
-        float scale = 0.0f;
-        if (!finite) {
-          scale = std::numeric_limits<float>::quiet_NaN();
-        } else if (amax > 0.0f) {
-          scale = boosted / 127.0f / boost;
-        }
-        if (!finite || amax == 0.0f) {
-          bytes[2 * b2] = bytes[2 * b2 + 1] = _mm_setzero_si128();
-        } else {
-          const __m512 up = _mm512_set1_ps(boost), inv = _mm512_set1_ps(127.0f / boosted);
-          const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x0, up), inv));
-          const __m512i q1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(x1, up), inv));
-          bytes[2 * b2] = _mm512_cvtsepi32_epi8(q0);
-          bytes[2 * b2 + 1] = _mm512_cvtsepi32_epi8(q1);
-        }
-        for (int l = 0; l < 4; ++l) lane_scale[4 * b + l] = 0.5f * scale;
+        const float scale = base < k ? quantize_block_int8_avx512(x + base, 32, q[b2]) : 0.0f;
+        if (base >= k) q[b2][0] = q[b2][1] = _mm_setzero_si128();
+        for (int l = 0; l < 4; ++l) lane_scale[4 * (2 * h + b2) + l] = 0.5f * scale;
       }
-      halves[h] = _mm512_inserti64x2(
-          _mm512_inserti64x2(_mm512_inserti64x2(_mm512_castsi128_si512(bytes[0]), bytes[1], 1), bytes[2], 2),
-          bytes[3], 3);
+      halves[h] = join_blocks_int8_avx512(q[0], q[1]);
     }
     // Even elements are the low bytes of the 16-bit words, odd the high.
     const __m512i even = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi16_epi8(halves[0])),
@@ -455,6 +455,87 @@ GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_activations_avx512(const float* 
     _mm512_storeu_si512(o + 128, _mm512_sub_epi32(_mm512_setzero_si512(), twelve_sum));
     _mm512_storeu_ps(o + 192, _mm512_load_ps(lane_scale));
   }
+}
+
+/// Bytes of one chunk of 64 activations packed for int8_int8_tile_avx512.
+inline constexpr int64_t kInt8DenseChunkBytes = 192;
+
+/// Packs one token's activations x (k) for int8_int8_tile_avx512: per
+/// chunk of 64, the 64 int8 in natural order (0 past k), 16 int32 lane
+/// offsets (-128 x the sum of the lane's 4 activations) and 16 fp32 lane
+/// scales (the scale of block d / 8 for lane d).
+GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_dense_activations_avx512(const float* x, int64_t k, int64_t chunks,
+                                                                         std::uint8_t* out) {
+  const __m512i c128 = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int64_t c = 0; c < chunks; ++c) {
+    __m128i q[2][2];
+    alignas(64) float lane_scale[16];
+    for (int b = 0; b < 2; ++b) {
+      const int64_t base = 64 * c + 32 * b;
+      const float scale = base < k ? quantize_block_int8_avx512(x + base, std::min<int64_t>(32, k - base), q[b]) : 0.0f;
+      if (base >= k) q[b][0] = q[b][1] = _mm_setzero_si128();
+      for (int l = 0; l < 8; ++l) lane_scale[8 * b + l] = scale;
+    }
+    const __m512i values = join_blocks_int8_avx512(q[0], q[1]);
+    std::uint8_t* o = out + kInt8DenseChunkBytes * c;
+    _mm512_storeu_si512(o, values);
+    // The weights go in as w + 128 (unsigned): take 128 x sum q back out.
+    const __m512i offset = _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, values);
+    _mm512_storeu_si512(o + 64, _mm512_sub_epi32(_mm512_setzero_si512(), offset));
+    _mm512_storeu_ps(o + 128, _mm512_load_ps(lane_scale));
+  }
+}
+
+/// 8-bit weights x int8 activations (vpdpbusd), chunks of 64 (two blocks of
+/// 32; Tail: the last chunk of a row with an odd block count). Each weight
+/// goes in as w + 128 (the sign bit flipped), unsigned; the packed per-lane
+/// offset takes 128 x the activations' sum back out, so every lane's
+/// integer sum is exact and is scaled once by both blocks' scales.
+template <int R, int TT, bool Tail>
+GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int8_int8_chunks_avx512(
+    const Int8Rows& w, int64_t row, int64_t c0, int64_t c1, const std::uint8_t* x, int64_t x_stride, float* acc) {
+  const __m512i sign_bit = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i block_of_lane = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 32;
+  const auto* values = reinterpret_cast<const std::uint8_t*>(w.values) + row * row_bytes;
+  const float* scales = w.scales + row * nb;
+  __m512 a[R][TT];
+  load_accumulators(acc, a);
+  for (int64_t c = c0; c < c1; ++c) {
+    __m512i wu[R];
+    __m512 ws[R];
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      const std::uint8_t* p = values + i * row_bytes + 64 * c;
+      const __m512i v = Tail ? _mm512_maskz_loadu_epi8(0xffffffffull, p) : _mm512_loadu_si512(p);
+      wu[i] = _mm512_xor_si512(v, sign_bit);
+      const float* s = scales + i * nb + 2 * c;
+      const __m128 two = Tail ? _mm_load_ss(s) : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)));
+      ws[i] = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two));
+    }
+    prefetch_row_streams<R>(values, row_bytes, 64 * c + kMxfp4PrefetchBytes);
+#pragma GCC unroll 8
+    for (int j = 0; j < TT; ++j) {
+      const std::uint8_t* xc = x + j * x_stride + kInt8DenseChunkBytes * c;
+      const __m512i xq = _mm512_loadu_si512(xc), offset = _mm512_loadu_si512(xc + 64);
+      const __m512 x_scale = _mm512_loadu_ps(reinterpret_cast<const float*>(xc + 128));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) {
+        const __m512i dot = _mm512_dpbusd_epi32(offset, wu[i], xq);
+        a[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), x_scale), ws[i], a[i][j]);
+      }
+    }
+  }
+  store_accumulators(a, acc);
+}
+
+/// 8-bit weights x int8 activations packed by pack_int8_dense_activations_avx512.
+template <int R, int TT>
+GPTOSS_TARGET_AVX512_VNNI void int8_int8_tile_avx512(const Int8Rows& w, int64_t row, int64_t c0, int64_t c1,
+                                                    const std::uint8_t* x, int64_t x_stride, float* acc) {
+  const int64_t full_end = std::min(c1, w.blocks_per_row / 2);
+  if (c0 < full_end) int8_int8_chunks_avx512<R, TT, false>(w, row, c0, full_end, x, x_stride, acc);
+  if (full_end < c1) int8_int8_chunks_avx512<R, TT, true>(w, row, full_end, c1, x, x_stride, acc);
 }
 
 /// Chunks [c0, c1) of mxfp4_int8_tile_avx512 (Tail as above).
