@@ -1,8 +1,9 @@
 // Linear-layer throughput on the real gpt-oss shapes: the cpu_reference
 // kernel, Eigen (dequantize-then-GEMM through Eigen::Map, one thread) and the
-// fused cpu_fast kernels at each matmul precision (fast_int8act: the int8
-// precision's int8 activations on MXFP4), and for the bf16 shapes
-// the opt-in 8-bit copies (fast_int8), for batches of 1, 32, 128
+// fused cpu_fast kernels at each matmul precision, and for the bf16 shapes
+// the opt-in 8-bit copies (fast_int8); fast_int8act is the int8 precision
+// (activations rounded to int8: MXFP4 weights, or the 8-bit copies of the
+// bf16 shapes), for batches of 1, 32, 128
 // and 512 tokens on 1 and 2 threads; for batches, also the row-streaming
 // kernels ("_rows") that the 32-row panels replace; and, at batch 1, the same
 // kernels on L2-resident slices ("_cached": their arithmetic ceiling). Every
@@ -142,6 +143,13 @@ void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
     case Impl::fast_int8:
       kernels::linear(cpu_fast{}, w.int8_view(), bias, x.view(), y.view());
       return;
+    case Impl::fast_int8act:
+      if (s.mxfp4) {
+        kernels::linear(cpu_fast{}, w.fp4_view(), bias, x.view(), y.view());
+      } else {
+        kernels::linear(cpu_fast{}, w.int8_view(), bias, x.view(), y.view());
+      }
+      return;
     case Impl::reference:
       if (s.mxfp4) {
         kernels::linear(cpu_reference{}, w.fp4_view(), bias, x.view(), y.view());
@@ -181,6 +189,11 @@ void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
   }
 }
 
+/// Whether the implementation multiplies the 8-bit copies of a bf16 shape.
+bool uses_int8_copies(const Shape& s, Impl impl) {
+  return !s.mxfp4 && (impl == Impl::fast_int8 || impl == Impl::fast_int8act);
+}
+
 MatmulPrecision precision_of(Impl impl) {
   switch (impl) {
     case Impl::fast_bf16x2: return MatmulPrecision::bf16x2;
@@ -195,7 +208,7 @@ double tolerance_of(Impl impl) {
   switch (impl) {
     case Impl::fast_bf16x2: return 2e-5;
     case Impl::fast_bf16:
-    case Impl::fast_int8act: return 4e-3;  // its panels (many tokens) are bf16's
+    case Impl::fast_int8act: return 4e-3;  // its MXFP4 panels (many tokens) are bf16's
     default: return 1e-5;
   }
 }
@@ -219,7 +232,7 @@ Tensor<float, 2> int8_rounded(const Tensor<float, 2>& x) {
 /// below the panel threshold multiplies int8-rounded activations: the
 /// reference gets the same rounded activations.
 double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x_in, const Tensor<float, 2>& y) {
-  const bool rounded = impl == Impl::fast_int8act && s.mxfp4 && has_avx512_vnni() &&
+  const bool rounded = impl == Impl::fast_int8act && has_avx512_vnni() &&
                        x_in.extent(0) < kernels::fast::panel_min_tokens();
   const Tensor<float, 2> x = rounded ? int8_rounded(x_in) : x_in;
   const double rel = rounded ? 1e-5 : tolerance_of(impl);
@@ -234,7 +247,7 @@ double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
   std::vector<float> row(static_cast<std::size_t>(s.k));
   std::vector<float> actual, expected;
   std::vector<double> bound;
-  const Int8MatrixView int8 = impl == Impl::fast_int8 ? Int8MatrixView(w.int8_view().values(), w.int8_view().scales(), rows, s.k)
+  const Int8MatrixView int8 = uses_int8_copies(s, impl) ? Int8MatrixView(w.int8_view().values(), w.int8_view().scales(), rows, s.k)
                                                       : Int8MatrixView{};
   if (s.mxfp4) {
     kernels::linear(cpu_reference{}, w.fp4_view().row_range(0, rows), bias_rows.view(), x.view(), ref.view());
@@ -268,7 +281,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
-  if (impl == Impl::fast_int8) ensure_int8(w);
+  if (uses_int8_copies(s, impl)) ensure_int8(w);
   Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
   bench::fill_uniform(x.data(), static_cast<std::size_t>(x.size()), 1.0f, 21 + t_count);
   run_linear(s, w, impl, x, y);  // warm-up, and the output to validate
@@ -283,7 +296,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
     run_linear(s, w, impl, x, y);
   });
   const double weight_bytes = s.mxfp4                ? static_cast<double>(w.fp4_view().nbytes())
-                              : impl == Impl::fast_int8 ? static_cast<double>(w.int8[w.current].bytes())
+                              : uses_int8_copies(s, impl) ? static_cast<double>(w.int8[w.current].bytes())
                                                         : static_cast<double>(s.n * s.k * 2);
   bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
   set_matmul_precision(MatmulPrecision::fp32);
@@ -297,7 +310,6 @@ void register_benchmarks() {
                       Impl::fast_int8, Impl::fast_int8act}) {
       const bool huge = s.n > 100000;
       if (impl == Impl::fast_int8 && s.mxfp4) continue;  // 8-bit copies are for the bf16 matrices
-      if (impl == Impl::fast_int8act && !s.mxfp4) continue;  // int8 activations: MXFP4 products
       if (impl == Impl::eigen && huge) continue;  // a 2.3 GB float copy: not worth it
       if (s.cached && (impl == Impl::reference || impl == Impl::eigen)) continue;
       for (index_t t : {1, 32, 64, 128, 512}) {
