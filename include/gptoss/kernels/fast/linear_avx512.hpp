@@ -510,7 +510,7 @@ GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int8_int8_c
       const __m512i v = Tail ? _mm512_maskz_loadu_epi8(0xffffffffull, p) : _mm512_loadu_si512(p);
       wu[i] = _mm512_xor_si512(v, sign_bit);
       const float* s = scales + i * nb + 2 * c;
-      const __m128 two = Tail ? _mm_load_ss(s) : _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(s)));
+      const __m128 two = Tail ? _mm_load_ss(s) : _mm_castsi128_ps(_mm_loadu_si64(s));  // (unaligned)
       ws[i] = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two));
     }
     prefetch_row_streams<R>(values, row_bytes, 64 * c + kMxfp4PrefetchBytes);
