@@ -228,6 +228,40 @@ GPTOSS_TARGET_AVX512 inline void sum_lanes16_avx512(const float* acc, int64_t co
   }
   for (; i < count; ++i) sums[i] = _mm512_reduce_add_ps(_mm512_loadu_ps(acc + 16 * i));
 }
+/// Rows [row, row + R) of an MXFP4 matrix as the row-streaming kernels read
+/// them from chunk c0 on: chunk c of row i (64 bytes: 4 blocks; in a Tail
+/// chunk, only the row's last 1..3 blocks, the rest zero), its 16 lane
+/// scales, and the prefetches ahead of it.
+struct Mxfp4RowGroup {
+  int64_t nb, row_bytes, c0;
+  const std::uint8_t* blocks;
+  const std::uint8_t* scales;
+  std::uint16_t tail_mask;
+
+  Mxfp4RowGroup(const Mxfp4Rows& w, int64_t row, int64_t first_chunk) noexcept
+      : nb(w.blocks_per_row), row_bytes(w.blocks_per_row * 16), c0(first_chunk),
+        blocks(w.blocks + row * row_bytes), scales(w.scales + row * nb),
+        tail_mask(first_lanes16(4 * (nb - 4 * first_chunk))) {}
+
+  template <bool Tail>
+  GPTOSS_TARGET_AVX512 __attribute__((always_inline)) __m512i chunk(int i, int64_t c) const noexcept {
+    const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
+    return Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
+  }
+  template <bool Tail>
+  GPTOSS_TARGET_AVX512 __attribute__((always_inline)) __m512 chunk_scales(int i, int64_t c,
+                                                                         __m512i pattern) const noexcept {
+    return Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
+                : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
+  }
+  /// The blocks kMxfp4PrefetchBytes ahead of chunk c in each row, and the next group's scales.
+  template <int R>
+  __attribute__((always_inline)) void prefetch(int64_t c) const noexcept {
+    prefetch_row_streams<R>(blocks, row_bytes, 64 * c + kMxfp4PrefetchBytes);
+    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+  }
+};
+
 /// Chunks [c0, c1) of mxfp4_f32_tile_avx512; Tail: the one last chunk of a
 /// row holding 1..3 blocks (masked loads).
 template <int R, int TT, bool Tail>
@@ -236,21 +270,14 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks
     float* acc) {
   const __m512 lut = _mm512_loadu_ps(e2m1::kValues.data());
   const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
-  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;  // rows [row, row + R) all exist
-  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
-  const std::uint8_t* blocks = w.blocks + row * row_bytes;
-  const std::uint8_t* scales = w.scales + row * nb;
+  const Mxfp4RowGroup g(w, row, c0);  // rows [row, row + R) all exist
   __m512 a[R][TT];
   load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
     __m512i q[R];
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
-      q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
-    }
-    prefetch_row_streams<R>(blocks, row_bytes, 64 * c + kMxfp4PrefetchBytes);
-    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+    for (int i = 0; i < R; ++i) q[i] = g.chunk<Tail>(i, c);
+    g.prefetch<R>(c);
     const float* xc = x + 128 * c;
     __m512 t[R][TT];
 #pragma GCC unroll 8
@@ -271,13 +298,7 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void mxfp4_f32_chunks
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      std::uint32_t s;
-      if constexpr (Tail) {
-        s = chunk_scale_bytes(scales + i * nb, c, nb);
-      } else {
-        std::memcpy(&s, scales + i * nb + 4 * c, 4);
-      }
-      const __m512 sc = chunk_scales_avx512(s, pattern);
+      const __m512 sc = g.chunk_scales<Tail>(i, c, pattern);
 #pragma GCC unroll 8
       for (int j = 0; j < TT; ++j) a[i][j] = _mm512_fmadd_ps(t[i][j], sc, a[i][j]);
     }
@@ -304,11 +325,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
   constexpr int kPlane = Split ? 64 : 32;  // uint16 per plane
   const __m512i lut = _mm512_loadu_si512(kE2M1Bf16x2);
   const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
-  const int64_t nb = w.blocks_per_row;
-  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
-  const int64_t row_bytes = nb * 16;  // rows [row, row + R) all exist
-  const std::uint8_t* blocks = w.blocks + row * row_bytes + c0 * 64;
-  const std::uint8_t* scales = w.scales + row * nb;
+  const Mxfp4RowGroup g(w, row, c0);  // rows [row, row + R) all exist
   const std::uint16_t* xt[TT];
   __m512 a[R][TT];
   load_accumulators(acc, a);
@@ -317,13 +334,8 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
   for (int64_t c = c0; c < c1; ++c) {
     __m512i q[R];
 #pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const std::uint8_t* p = blocks + i * row_bytes;
-      q[i] = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
-    }
-    blocks += 64;
-    prefetch_row_streams<R>(w.blocks + row * row_bytes, row_bytes, 64 * c + kMxfp4PrefetchBytes);
-    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+    for (int i = 0; i < R; ++i) q[i] = g.chunk<Tail>(i, c);
+    g.prefetch<R>(c);
     __m512 t[R][TT];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
@@ -352,8 +364,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
     }
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m512 sc = Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
-                             : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
+      const __m512 sc = g.chunk_scales<Tail>(i, c, pattern);
 #pragma GCC unroll 8
       for (int j = 0; j < TT; ++j) a[i][j] = _mm512_fmadd_ps(t[i][j], sc, a[i][j]);
     }
@@ -546,10 +557,7 @@ GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void mxfp4_int8_
   const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2M1TwiceOffsetBytes)));
   const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
   const __m512i pattern = _mm512_loadu_si512(kScaleBytePattern);
-  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;  // rows [row, row + R) all exist
-  const std::uint16_t tail_mask = first_lanes16(4 * (nb - 4 * c0));
-  const std::uint8_t* blocks = w.blocks + row * row_bytes;
-  const std::uint8_t* scales = w.scales + row * nb;
+  const Mxfp4RowGroup g(w, row, c0);  // rows [row, row + R) all exist
   __m512 a[R][TT];
   load_accumulators(acc, a);
   for (int64_t c = c0; c < c1; ++c) {
@@ -557,16 +565,13 @@ GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void mxfp4_int8_
     __m512 ws[R];
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const std::uint8_t* p = blocks + i * row_bytes + 64 * c;
-      const __m512i q = Tail ? _mm512_maskz_loadu_epi32(tail_mask, p) : _mm512_loadu_si512(p);
+      const __m512i q = g.chunk<Tail>(i, c);
       // Byte j of a block holds elements 2j (low nibble) and 2j + 1.
       even[i] = _mm512_shuffle_epi8(lut, _mm512_and_si512(q, low_nibbles));
       odd[i] = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q, 4), low_nibbles));
-      ws[i] = Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
-                   : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
+      ws[i] = g.chunk_scales<Tail>(i, c, pattern);
     }
-    prefetch_row_streams<R>(blocks, row_bytes, 64 * c + kMxfp4PrefetchBytes);
-    __builtin_prefetch(scales + R * nb + 16 * (c - c0), 0, 3);
+    g.prefetch<R>(c);
 #pragma GCC unroll 8
     for (int j = 0; j < TT; ++j) {
       const std::uint8_t* xc = x + j * x_stride + kInt8ChunkBytes * c;
