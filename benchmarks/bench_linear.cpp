@@ -208,32 +208,24 @@ double tolerance_of(Impl impl) {
   switch (impl) {
     case Impl::fast_bf16x2: return 2e-5;
     case Impl::fast_bf16:
-    case Impl::fast_int8act: return 4e-3;  // its MXFP4 panels (many tokens) are bf16's
+    case Impl::fast_int8act: return 4e-3;  // without AVX512_VNNI, int8 runs as bf16
     default: return 1e-5;
   }
 }
 
-/// x with every block of 32 of each row rounded as the int8 precision rounds
-/// MXFP4 activations (quantize_activation_block_int8), back in float.
+/// x with every row rounded as the int8 precision rounds activations
+/// (round_activations_int8), back in float.
 Tensor<float, 2> int8_rounded(const Tensor<float, 2>& x) {
   Tensor<float, 2> r(x.shape());
-  std::int8_t q[32];
-  for (index_t t = 0; t < x.extent(0); ++t) {
-    for (index_t b = 0; b < x.extent(1); b += 32) {
-      const float scale = kernels::fast::quantize_activation_block_int8(&x(t, b), q);
-      for (index_t i = 0; i < 32; ++i) r(t, b + i) = static_cast<float>(q[i]) * scale;
-    }
-  }
+  for (index_t t = 0; t < x.extent(0); ++t) kernels::fast::round_activations_int8(&x(t, 0), x.extent(1), &r(t, 0));
   return r;
 }
 
 /// Compares y's first rows with the reference on those rows; returns the
-/// worst error / bound ratio (<= 1 passes). The int8 precision at batches
-/// below the panel threshold multiplies int8-rounded activations: the
-/// reference gets the same rounded activations.
+/// worst error / bound ratio (<= 1 passes). Where the int8 precision rounds
+/// the activations to int8, the reference gets the same rounded activations.
 double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x_in, const Tensor<float, 2>& y) {
-  const bool rounded = impl == Impl::fast_int8act && has_avx512_vnni() &&
-                       x_in.extent(0) < kernels::fast::panel_min_tokens();
+  const bool rounded = impl == Impl::fast_int8act && kernels::fast::int8_activations_active();
   const Tensor<float, 2> x = rounded ? int8_rounded(x_in) : x_in;
   const double rel = rounded ? 1e-5 : tolerance_of(impl);
   const index_t rows = std::min<index_t>(64, s.n), t_count = x.extent(0);

@@ -107,29 +107,17 @@ struct Int8Activations {
 Int8Activations int8_activations(const Tensor<float, 2>& x) {
   const index_t t_count = x.extent(0), k = x.extent(1);
   Int8Activations a{Tensor<float, 2>(x.shape()), Tensor<float, 2>(x.shape())};
-  std::int8_t q[32];
   for (index_t t = 0; t < t_count; ++t) {
-    for (index_t b = 0; b < k; b += 32) {
-      const index_t count = std::min<index_t>(32, k - b);
-      float block[32] = {};  // a last partial block counts as padded with zeros
-      std::copy_n(&x(t, b), count, block);
-      const float scale = kernels::fast::quantize_activation_block_int8(block, q);
-      for (index_t i = 0; i < count; ++i) {
-        a.rounded(t, b + i) = static_cast<float>(q[i]) * scale;
-        a.half_step(t, b + i) = 0.5f * scale;
-      }
-    }
+    kernels::fast::round_activations_int8(&x(t, 0), k, &a.rounded(t, 0), &a.half_step(t, 0));
   }
   return a;
 }
 
-/// Whether linear(cpu_fast) at the int8 precision rounds x to int8 for W:
-/// MXFP4 or 8-bit weights, fewer tokens than the panels take, AVX512_VNNI
-/// active.
+/// Whether linear(cpu_fast) now rounds x to int8 for W (MXFP4 or 8-bit weights).
 template <class W>
-bool int8_activations_used(Isa isa, index_t t_count) {
+bool int8_activations_used() {
   return (std::is_same_v<W, FP4TensorView<MXFP4Checkpoint>> || std::is_same_v<W, Int8MatrixView>) &&
-         isa == Isa::avx512 && cpu_features().avx512vnni && t_count < kernels::fast::panel_min_tokens();
+         kernels::fast::int8_activations_active();
 }
 
 /// Checks a product at the int8 precision. Every element must be within
@@ -182,7 +170,7 @@ void check_linear_all_tiers(const W& w, const Tensor<float, 2>& x, VectorView<co
       INFO("isa " << isa_name(isa) << ", precision " << matmul_precision_name(p));
       poison(fast);
       kernels::linear(cpu_fast{}, w, bias, x.view(), fast.view());
-      if (p == MatmulPrecision::int8 && int8_activations_used<W>(isa, t_count)) {
+      if (int8_activations_used<W>()) {
         check_int8_result(w, bias, x, fast, ref);
         continue;
       }
@@ -360,27 +348,32 @@ TEST_CASE("Fast linear: int8 activation blocks round to nearest even at max |x| 
 }
 
 TEST_CASE("Fast linear: int8 precision on MXFP4 weights, special activations", "[fast][linear][int8][mxfp4]") {
+  // Row streaming (3 tokens) and panels (kPanelMinTokens + 3); the special
+  // blocks are in the first three tokens.
   test::Rng rng(909);
   const index_t n = 21, k = 352;
   const FP4Tensor<> w = random_mxfp4(rng, n, k, 118, 130);
-  SECTION("zero, subnormal and mixed-magnitude blocks") {
-    Tensor<float, 2> x = random_activations(rng, 3, k);
-    for (index_t i = 0; i < 32; ++i) x(0, i) = 0.0f;                    // an all-zero block
-    for (index_t i = 32; i < 64; ++i) x(1, i) *= 1e-39f;                // subnormal activations
-    for (index_t i = 64; i < 96; ++i) x(2, i) = i == 64 ? 1e6f : x(2, i);  // one large outlier
-    check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
-  }
-  SECTION("a NaN or an infinity makes its token's outputs NaN") {
-    Tensor<float, 2> x = random_activations(rng, 3, k);
-    x(0, 100) = kNaN;
-    x(2, 351) = INFINITY;
-    ScopedPrecision precision(MatmulPrecision::int8);
-    Tensor<float, 2> y({3, n});
-    kernels::linear(cpu_fast{}, w.view(), VectorView<const bf16>{}, x.view(), y.view());
-    for (index_t r = 0; r < n; ++r) {
-      CHECK(std::isnan(y(0, r)));
-      CHECK(std::isfinite(y(1, r)));
-      CHECK(!std::isfinite(y(2, r)));
+  for (const index_t t_count : {index_t{3}, kernels::fast::kPanelMinTokens + 3}) {
+    DYNAMIC_SECTION("zero, subnormal and mixed-magnitude blocks, T " << t_count) {
+      Tensor<float, 2> x = random_activations(rng, t_count, k);
+      for (index_t i = 0; i < 32; ++i) x(0, i) = 0.0f;                    // an all-zero block
+      for (index_t i = 32; i < 64; ++i) x(1, i) *= 1e-39f;                // subnormal activations
+      for (index_t i = 64; i < 96; ++i) x(2, i) = i == 64 ? 1e6f : x(2, i);  // one large outlier
+      check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
+    }
+    DYNAMIC_SECTION("a NaN or an infinity makes its token's outputs NaN, T " << t_count) {
+      Tensor<float, 2> x = random_activations(rng, t_count, k);
+      x(0, 100) = kNaN;
+      x(2, 351) = INFINITY;
+      ScopedPrecision precision(MatmulPrecision::int8);
+      Tensor<float, 2> y({t_count, n});
+      kernels::linear(cpu_fast{}, w.view(), VectorView<const bf16>{}, x.view(), y.view());
+      for (index_t r = 0; r < n; ++r) {
+        CHECK(std::isnan(y(0, r)));
+        CHECK(std::isfinite(y(1, r)));
+        CHECK(!std::isfinite(y(2, r)));
+        if (t_count > 3) CHECK(std::isfinite(y(t_count - 1, r)));  // a token after them, in another tile
+      }
     }
   }
 }

@@ -22,9 +22,10 @@
 // AVX512_BF16 and apply to MXFP4 and bf16 weights; elsewhere fp32 is used.
 // int8, the least precise and fastest, rounds activations to int8 in blocks
 // of 32 (one fp32 scale, max |x| / 127, per block) for MXFP4 and 8-bit
-// weights' products of fewer than panel_min_tokens() tokens and multiplies
-// them with AVX512_VNNI integer dot products (the E2M1 codes and the 8-bit
-// weights are small integers: exact); its other products run as bf16 does.
+// weights' products, row streaming and panels alike, and multiplies them
+// with AVX512_VNNI integer dot products (the E2M1 codes and the 8-bit
+// weights are small integers: exact); bf16 weights' products run as bf16
+// does.
 #pragma once
 
 #include <algorithm>
@@ -185,6 +186,24 @@ inline float quantize_activation_block_int8(const float* x, std::int8_t* q) noex
     q[i] = static_cast<std::int8_t>(std::clamp(r, -127.0f, 127.0f));
   }
   return boosted / 127.0f / boost;
+}
+
+/// Rounds one row x (k) as the int8 precision rounds activations: each block
+/// of 32 (a last partial block padded with zeros) by
+/// quantize_activation_block_int8; rounded[i] = q_i x scale. half_step[i],
+/// when given, is half the block's scale (the most rounding moves x_i).
+inline void round_activations_int8(const float* x, int64_t k, float* rounded, float* half_step = nullptr) noexcept {
+  std::int8_t q[32];
+  for (int64_t b = 0; b < k; b += 32) {
+    const int64_t count = std::min<int64_t>(32, k - b);
+    float block[32] = {};
+    std::copy_n(x + b, count, block);
+    const float scale = quantize_activation_block_int8(block, q);
+    for (int64_t i = 0; i < count; ++i) {
+      rounded[b + i] = static_cast<float>(q[i]) * scale;
+      if (half_step != nullptr) half_step[b + i] = 0.5f * scale;
+    }
+  }
 }
 
 #if GPTOSS_X86
@@ -627,6 +646,14 @@ inline bool bf16_precision_active() {
   return matmul_precision() != MatmulPrecision::fp32 && has_avx512_bf16();
 }
 
+/// Whether products with MXFP4 and 8-bit weights now round their activations
+/// to int8 (round_activations_int8), at every token count: the int8
+/// precision on the AVX-512 tier with AVX512_VNNI. (bf16 and fp32 weights
+/// never do; without VNNI the int8 precision runs as bf16.)
+inline bool int8_activations_active() noexcept {
+  return matmul_precision() == MatmulPrecision::int8 && has_avx512_vnni();
+}
+
 #if GPTOSS_X86
 
 // ---- panels: many tokens ---------------------------------------------------
@@ -685,6 +712,35 @@ struct PanelBf16 {
   static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out,
                    PrefetchLines ahead) {
     panel_bf16_tile_avx512<TT, Split>(panel, panel_cols(k), x, stride, out, ahead);
+  }
+};
+
+/// The codes of an int8 panel: what makes them unsigned (taken back out with
+/// the activations' sums) and the factor on the activations' scale.
+struct Mxfp4PanelCodes {  // 2 x E2M1 + 12
+  static constexpr int kOffset = 12;
+  static constexpr float kScaleFactor = 0.5f;
+};
+struct Int8PanelCodes {  // w + 128
+  static constexpr int kOffset = 128;
+  static constexpr float kScaleFactor = 1.0f;
+};
+
+/// Int8 panels x int8 activations (the int8 precision, AVX512_VNNI).
+template <class Codes>
+struct PanelInt8 {
+  using Elem = std::uint8_t;
+  using XElem = std::uint8_t;
+  static constexpr int kMaxTokens = 6;  // 2 x 6 integer and 2 x 6 fp32 accumulators
+  static int64_t panel_elems(int64_t k) { return int8_panel_bytes(k); }
+  static int64_t packed_stride(int64_t k) { return panel_cols(k) / 32 * kInt8PanelXBlockBytes; }
+  static void pack_token(const float* x, int64_t k, XElem* out) {
+    pack_int8_panel_activations_avx512(x, k, Codes::kOffset, Codes::kScaleFactor, out);
+  }
+  template <int TT>
+  static void tile(const Elem* panel, int64_t k, const XElem* x, int64_t stride, float* out,
+                   PrefetchLines ahead) {
+    panel_int8_tile_avx512<TT>(panel, panel_cols(k), x, stride, out, ahead);
   }
 };
 
@@ -781,6 +837,14 @@ void mxfp4_panels(const Mxfp4Rows& w, int64_t n, int64_t k, VectorView<const bf1
     auto* raw = scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
     mxfp4_panel_avx512<kPairPanel<decltype(panel)>>(w, row, rows, scales, raw, panel);
   };
+  if (int8_activations_active()) {
+    auto build_int8 = [&](int64_t row, int64_t rows, std::uint8_t* panel) {
+      auto* raw = scratch_buffer<std::uint8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
+      mxfp4_int8_panel_avx512(w, row, rows, raw, panel);
+    };
+    run_panel_linear<PanelInt8<Mxfp4PanelCodes>>(n, k, bias, x, y, w.blocks, row_bytes, build_int8, flag, exact);
+    return;
+  }
   run_panels_at_precision(n, k, bias, x, y, w.blocks, row_bytes, build, flag, exact);
 }
 
@@ -796,12 +860,20 @@ inline void bf16_panels(const DenseRows<bf16>& w, int64_t n, int64_t k, VectorVi
   run_panels_at_precision(n, k, bias, x, y, w.data, row_bytes, build, flag, no_exact_rows);
 }
 
-/// 8-bit weights by fp32 panels (every precision: the weights are exact in
-/// fp32 and so are the products' inputs).
+/// 8-bit weights by fp32 panels (the weights are exact in fp32 and so are
+/// the products' inputs), or by int8 panels when int8_activations_active().
 inline void int8_panels(const Int8Rows& w, int64_t n, int64_t k, VectorView<const bf16> bias,
                         MatrixView<const float> x, MatrixView<float> y) {
   const int64_t row_bytes = w.blocks_per_row * 32;
   auto flag = [](int64_t, int64_t, std::uint32_t*) {};
+  if (int8_activations_active()) {
+    auto build_int8 = [&](int64_t row, int64_t rows, std::uint8_t* panel) {
+      auto* raw = scratch_buffer<std::int8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
+      int8_int8_panel_avx512(w, row, rows, raw, panel);
+    };
+    run_panel_linear<PanelInt8<Int8PanelCodes>>(n, k, bias, x, y, w.values, row_bytes, build_int8, flag, no_exact_rows);
+    return;
+  }
   auto build = [&](int64_t row, int64_t rows, float* panel) {
     auto* scales = scratch_buffer<float, ScratchSlot::panel_scales>(static_cast<std::size_t>(w.blocks_per_row * kPanelRows));
     auto* raw = scratch_buffer<std::int8_t, ScratchSlot::panel_rows>(static_cast<std::size_t>(row_bytes * kPanelRows));
@@ -847,7 +919,7 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
     case Isa::avx512:
       if (fast::use_panels(x.extent(0), rows.blocks_per_row * 16)) {
         fast::mxfp4_panels(rows, n, k, bias, x, y, exact);
-      } else if (matmul_precision() == MatmulPrecision::int8 && has_avx512_vnni()) {
+      } else if (fast::int8_activations_active()) {
         fast::run_linear<fast::Avx512Mxfp4Int8>(rows, n, k, bias, x, y, exact);
       } else if (fast::bf16_precision_active()) {
         if (matmul_precision() == MatmulPrecision::bf16x2) {
@@ -912,8 +984,7 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
 
 /// y (T, N) = x (T, K) W^T + bias for 8-bit weights: fp32 arithmetic (each
 /// weight decodes exactly as the reference decodes it) but at the int8
-/// precision, where fewer tokens than the panels take multiply activations
-/// rounded to int8 with AVX512_VNNI.
+/// precision, which multiplies activations rounded to int8 with AVX512_VNNI.
 inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bias, MatrixView<const float> x,
                    MatrixView<float> y) {
   const int64_t n = w.rows(), k = w.cols();
@@ -926,7 +997,7 @@ inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bia
     case Isa::avx512:
       if (fast::use_panels(x.extent(0), w.row_stride())) {
         fast::int8_panels(rows, n, k, bias, x, y);
-      } else if (matmul_precision() == MatmulPrecision::int8 && has_avx512_vnni()) {
+      } else if (fast::int8_activations_active()) {
         fast::run_linear<fast::Avx512Int8Int8>(rows, n, k, bias, x, y, none);
       } else {
         fast::run_linear<fast::Avx512Int8F32>(rows, n, k, bias, x, y, none);

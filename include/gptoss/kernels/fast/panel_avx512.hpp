@@ -19,6 +19,7 @@
 // rows at a time (vpgatherdd, byte offsets < 2^31: the caller checks).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -240,6 +241,184 @@ GPTOSS_TARGET_AVX512_BF16 void panel_bf16_tile_avx512(const std::uint32_t* panel
           c1[j] = _mm512_dpbf16_ps(c1[j], w1, lo);
         }
       }
+    }
+  }
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) {
+    _mm512_storeu_ps(out + j * kPanelRows, c0[j]);
+    _mm512_storeu_ps(out + j * kPanelRows + 16, c1[j]);
+  }
+}
+
+// ---- int8 panels (the int8 precision, AVX512_VNNI) ------------------------
+//
+// An int8 panel holds, for each block b of 32 columns (nb = panel_cols(K) / 32
+// blocks) and each quad q of it (columns 32 b + 4 q .. 32 b + 4 q + 3), the
+// 32 rows' four codes as one dword each (rows 0..15, then 16..31: 128 bytes,
+// one vector per half), followed by the (nb, 32) fp32 row scales. Codes are
+// unsigned bytes: 2 x the E2M1 value + 12 for MXFP4 (scale 2^(s - 127); the
+// 2x is taken out by the activations' scale), w + 128 for 8-bit weights.
+// The activations go in as int8 blocks of 32 with one scale each and an int32
+// offset, -(code offset) x the block's sum, so that each block's vpdpbusd sum
+// is the exact integer dot product; it is scaled once per block (activation
+// scale first, then the row's block scale, as the row-streaming kernels do).
+
+/// Bytes of one block of 32 columns of an int8 panel's codes.
+inline constexpr int64_t kInt8PanelBlockBytes = 8 * kPanelRows * 4;
+/// Bytes of one block of 32 packed activations: 32 int8, the int32 offset, the fp32 scale.
+inline constexpr int64_t kInt8PanelXBlockBytes = 40;
+
+/// Bytes of an int8 panel of K columns (codes, then row scales).
+constexpr int64_t int8_panel_bytes(int64_t k) noexcept {
+  return panel_cols(k) / 32 * (kInt8PanelBlockBytes + kPanelRows * 4);
+}
+
+/// Row scales of int8 panels: (blocks, 32) floats after the codes.
+inline float* int8_panel_scales(std::uint8_t* panel, int64_t k) noexcept {
+  return reinterpret_cast<float*>(panel + panel_cols(k) / 32 * kInt8PanelBlockBytes);
+}
+
+/// Decodes MXFP4 rows [row, row + rows_here) (rows_here <= 32) into an int8
+/// panel (codes 2 x E2M1 + 12, scales 2^(s - 127) as float bits s << 23:
+/// exact for bytes 1..254; rows holding other bytes are flagged and
+/// recomputed by the caller). Rows past rows_here get code 12 (zero) and
+/// scale 0. row_scratch holds 32 rows of blocks.
+GPTOSS_TARGET_AVX512 inline void mxfp4_int8_panel_avx512(const Mxfp4Rows& w, int64_t row, int64_t rows_here,
+                                                        std::uint8_t* row_scratch, std::uint8_t* panel) {
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;
+  std::memcpy(row_scratch, w.blocks + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
+  float* scales = int8_panel_scales(panel, 32 * nb);
+  for (int64_t r = 0; r < kPanelRows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) {
+      const std::uint32_t bits = r < rows_here ? std::uint32_t{w.scales[(row + r) * nb + b]} << 23 : 0u;
+      std::memcpy(scales + b * kPanelRows + r, &bits, 4);
+    }
+  }
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2M1TwiceOffsetBytes)));
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+  const __m512i offsets = row_offsets_avx512(row_bytes);
+  for (int64_t g = 0; g < 2; ++g) {
+    const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
+    const __mmask16 mask = first_lanes16(live);
+    const std::uint8_t* base = row_scratch + 16 * g * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+      std::uint8_t* out = panel + b * kInt8PanelBlockBytes + 64 * g;
+#pragma GCC unroll 4
+      for (int64_t j = 0; j < 4; ++j) {
+        // Dword j of block b of each row: bytes 4j..4j+3, elements 8j..8j+7
+        // (byte i: element 8j + 2i in the low nibble, 8j + 2i + 1 in the high).
+        const __m512i d = live == 0 ? _mm512_setzero_si512()
+                                    : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets,
+                                                                  base + b * 16 + 4 * j, 1);
+        const __m512i lo = _mm512_shuffle_epi8(lut, _mm512_and_si512(d, low_nibbles));
+        const __m512i hi = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(d, 4), low_nibbles));
+        // Per 128-bit lane (rows 4L..4L+3): unpacklo = [r0 quad 2j, r0 quad 2j+1, r1 .., r1 ..], unpackhi rows 2, 3.
+        const __m512 first = _mm512_castsi512_ps(_mm512_unpacklo_epi8(lo, hi));
+        const __m512 second = _mm512_castsi512_ps(_mm512_unpackhi_epi8(lo, hi));
+        _mm512_storeu_ps(out + (2 * j) * 128, _mm512_shuffle_ps(first, second, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm512_storeu_ps(out + (2 * j + 1) * 128, _mm512_shuffle_ps(first, second, _MM_SHUFFLE(3, 1, 3, 1)));
+      }
+    }
+  }
+}
+
+/// 8-bit rows [row, row + rows_here) (rows_here <= 32) into an int8 panel
+/// (codes w + 128, the blocks' fp32 scales); rows past rows_here get code
+/// 128 (zero) and scale 0. row_scratch holds 32 rows.
+GPTOSS_TARGET_AVX512 inline void int8_int8_panel_avx512(const Int8Rows& w, int64_t row, int64_t rows_here,
+                                                       std::int8_t* row_scratch, std::uint8_t* panel) {
+  const int64_t nb = w.blocks_per_row, row_bytes = nb * 32;
+  std::memcpy(row_scratch, w.values + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
+  float* scales = int8_panel_scales(panel, 32 * nb);
+  for (int64_t r = 0; r < kPanelRows; ++r) {
+    for (int64_t b = 0; b < nb; ++b) scales[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : 0.0f;
+  }
+  const __m512i sign_bit = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i offsets = row_offsets_avx512(row_bytes);
+  for (int64_t g = 0; g < 2; ++g) {
+    const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
+    const __mmask16 mask = first_lanes16(live);
+    const std::int8_t* base = row_scratch + 16 * g * row_bytes;
+    for (int64_t b = 0; b < nb; ++b) {
+#pragma GCC unroll 8
+      for (int64_t q = 0; q < 8; ++q) {
+        const __m512i d = live == 0 ? _mm512_setzero_si512()
+                                    : _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), mask, offsets,
+                                                                  base + b * 32 + 4 * q, 1);
+        _mm512_storeu_si512(panel + b * kInt8PanelBlockBytes + q * 128 + 64 * g, _mm512_xor_si512(d, sign_bit));
+      }
+    }
+  }
+}
+
+/// Packs one token's activations x (k) for panel_int8_tile_avx512: per block
+/// of 32 (0 past k), the int8 values rounded by quantize_block_int8_avx512,
+/// the int32 offset -code_offset x their sum, and the fp32 scale x
+/// scale_factor.
+GPTOSS_TARGET_AVX512_VNNI inline void pack_int8_panel_activations_avx512(const float* x, int64_t k, int code_offset,
+                                                                         float scale_factor, std::uint8_t* out) {
+  for (int64_t b = 0; b < panel_cols(k) / 32; ++b) {
+    __m128i q[2];
+    const float scale = quantize_block_int8_avx512(x + 32 * b, std::min<int64_t>(32, k - 32 * b), q);
+    std::uint8_t* o = out + b * kInt8PanelXBlockBytes;
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o), q[0]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o + 16), q[1]);
+    const __m256i wide = _mm256_add_epi16(_mm256_cvtepi8_epi16(q[0]), _mm256_cvtepi8_epi16(q[1]));
+    const __m512i sums = _mm512_cvtepi16_epi32(wide);
+    const std::int32_t offset = -code_offset * _mm512_reduce_add_epi32(sums);
+    const float scaled = scale * scale_factor;
+    std::memcpy(o + 32, &offset, 4);
+    std::memcpy(o + 36, &scaled, 4);
+  }
+}
+
+/// out (TT, 32) = x (TT tokens, stride apart, packed by
+/// pack_int8_panel_activations_avx512) times the int8 panel of kp columns:
+/// per block, exact integer sums (vpdpbusd, the 32 x TT sums in registers),
+/// then scaled into fp32 accumulators.
+template <int TT>
+GPTOSS_TARGET_AVX512_VNNI void panel_int8_tile_avx512(const std::uint8_t* panel, int64_t kp, const std::uint8_t* x,
+                                                     int64_t x_stride, float* out, PrefetchLines ahead) {
+  const int64_t nb = kp / 32;
+  const float* scales = reinterpret_cast<const float*>(panel + nb * kInt8PanelBlockBytes);
+  __m512 c0[TT], c1[TT];
+#pragma GCC unroll 16
+  for (int j = 0; j < TT; ++j) c0[j] = c1[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const std::uint8_t* wb = panel + b * kInt8PanelBlockBytes;
+    const std::uint8_t* xb = x + b * kInt8PanelXBlockBytes;
+    __m512i d0[TT], d1[TT];
+#pragma GCC unroll 16
+    for (int j = 0; j < TT; ++j) {
+      std::int32_t offset;
+      std::memcpy(&offset, xb + j * x_stride + 32, 4);
+      d0[j] = d1[j] = _mm512_set1_epi32(offset);
+    }
+#pragma GCC unroll 8
+    for (int q = 0; q < 8; ++q) {
+      const __m512i w0 = _mm512_loadu_si512(wb + q * 128);
+      const __m512i w1 = _mm512_loadu_si512(wb + q * 128 + 64);
+      if (const int64_t line = 2 * (8 * b + q); line < ahead.lines) {
+        __builtin_prefetch(ahead.bytes + 64 * line, 0, 2);
+        if (line + 1 < ahead.lines) __builtin_prefetch(ahead.bytes + 64 * (line + 1), 0, 2);
+      }
+#pragma GCC unroll 16
+      for (int j = 0; j < TT; ++j) {
+        std::int32_t four;
+        std::memcpy(&four, xb + j * x_stride + 4 * q, 4);
+        const __m512i xv = _mm512_set1_epi32(four);
+        d0[j] = _mm512_dpbusd_epi32(d0[j], w0, xv);
+        d1[j] = _mm512_dpbusd_epi32(d1[j], w1, xv);
+      }
+    }
+    const __m512 s0 = _mm512_loadu_ps(scales + b * kPanelRows), s1 = _mm512_loadu_ps(scales + b * kPanelRows + 16);
+#pragma GCC unroll 16
+    for (int j = 0; j < TT; ++j) {
+      float x_scale;
+      std::memcpy(&x_scale, xb + j * x_stride + 36, 4);
+      const __m512 xs = _mm512_set1_ps(x_scale);
+      c0[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d0[j]), xs), s0, c0[j]);
+      c1[j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(d1[j]), xs), s1, c1[j]);
     }
   }
 #pragma GCC unroll 16
