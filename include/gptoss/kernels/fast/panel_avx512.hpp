@@ -1,7 +1,8 @@
 // AVX-512 weight panels for products with many tokens (prefill, experts with
 // many routed tokens). A panel holds kPanelRows = 32 weight rows decoded once
 // into a column-major scratch buffer, (K, 32) floats or (K / 2, 32) bf16
-// pairs, padded with zeros to a multiple of 32 columns; the micro-kernel then
+// pairs (or unsigned byte codes for the int8 precision, see "int8 panels"
+// below), padded with zeros to a multiple of 32 columns; the micro-kernel then
 // forms outer products of two 16-row panel vectors with one broadcast
 // activation per token, keeping 2 x TT accumulators (32 rows x TT tokens) in
 // registers across all of K. Decoding costs one pass over the panel per
