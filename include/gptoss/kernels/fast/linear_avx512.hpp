@@ -178,24 +178,29 @@ GPTOSS_TARGET_AVX512_BF16 inline void round_planes_bf16_avx512(const float* in, 
   }
 }
 
+/// Whether any of the `count` scale bytes at p lies outside [1, 251].
+GPTOSS_TARGET_AVX512 inline bool any_extreme_scale_avx512(const std::uint8_t* p, int64_t count) {
+  const __m512i neutral = _mm512_set1_epi8(127), top = _mm512_set1_epi8(static_cast<char>(251));
+  __m512i low = neutral, high = neutral;
+  for (int64_t b = 0; b < count; b += 64) {
+    const __mmask64 mask = count - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (count - b)) - 1;
+    const __m512i v = _mm512_mask_loadu_epi8(neutral, mask, p + b);
+    low = _mm512_min_epu8(low, v);
+    high = _mm512_max_epu8(high, v);
+  }
+  return (_mm512_cmpeq_epi8_mask(low, _mm512_setzero_si512()) | _mm512_cmpgt_epu8_mask(high, top)) != 0;
+}
+
 /// bad[i] = 1 for each row row + i (i < rows) holding a scale byte outside
-/// [1, 251] (see the file comment); other entries untouched.
+/// [1, 251] (see the file comment); other entries untouched. The rows'
+/// scales are contiguous: one scan of them all, then row by row only when
+/// some byte is extreme (in real checkpoints, never).
 GPTOSS_TARGET_AVX512 inline void flag_extreme_scales_avx512(const Mxfp4Rows& w, int64_t row,
                                                            int64_t rows, std::uint32_t* bad) {
-  const __m512i neutral = _mm512_set1_epi8(127), top = _mm512_set1_epi8(static_cast<char>(251));
   const int64_t nb = w.blocks_per_row;
+  if (!any_extreme_scale_avx512(w.scales + row * nb, rows * nb)) return;
   for (int64_t i = 0; i < rows; ++i) {
-    const std::uint8_t* p = w.scales + (row + i) * nb;
-    __m512i low = neutral, high = neutral;
-    for (int64_t b = 0; b < nb; b += 64) {
-      const __mmask64 mask = nb - b >= 64 ? ~__mmask64{0} : (__mmask64{1} << (nb - b)) - 1;
-      const __m512i v = _mm512_mask_loadu_epi8(neutral, mask, p + b);
-      low = _mm512_min_epu8(low, v);
-      high = _mm512_max_epu8(high, v);
-    }
-    if ((_mm512_cmpeq_epi8_mask(low, _mm512_setzero_si512()) | _mm512_cmpgt_epu8_mask(high, top)) != 0) {
-      bad[i] = 1;
-    }
+    if (any_extreme_scale_avx512(w.scales + (row + i) * nb, nb)) bad[i] = 1;
   }
 }
 
