@@ -21,6 +21,7 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -46,6 +47,20 @@ GPTOSS_TARGET_AVX512 inline __m512i row_offsets_avx512(int64_t row_bytes) noexce
                             _mm512_set1_epi32(static_cast<int>(row_bytes)));
 }
 
+/// Block scales of rows [row, row + rows_here) transposed for a panel:
+/// out[b * 32 + r] = convert(scale of block b of row row + r), `pad` for r
+/// past rows_here, so that a block's 32 row scales load at once.
+template <class Out, class Scale, class Convert>
+void transpose_panel_scales(const Scale* scales, int64_t blocks_per_row, int64_t row, int64_t rows_here, Out pad,
+                            Out* out, Convert convert) {
+  for (int64_t r = 0; r < kPanelRows; ++r) {
+    for (int64_t b = 0; b < blocks_per_row; ++b) {
+      out[b * kPanelRows + r] = r < rows_here ? convert(scales[(row + r) * blocks_per_row + b]) : pad;
+    }
+  }
+}
+inline constexpr auto kSameScale = [](auto s) { return s; };
+
 /// Decodes MXFP4 rows [row, row + rows_here) (rows_here <= 32) into panel
 /// (K, 32) floats (Pairs = false) or (K / 2, 32) bf16 pairs, element 2p in
 /// the low half (Pairs = true). Rows past rows_here are zero. scale_scratch
@@ -56,12 +71,7 @@ GPTOSS_TARGET_AVX512 void mxfp4_panel_avx512(const Mxfp4Rows& w, int64_t row, in
                                             void* panel) {
   const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;
   std::memcpy(row_scratch, w.blocks + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
-  // Scale bytes transposed to (blocks, 32), so a block's 16 row scales load at once.
-  for (int64_t r = 0; r < kPanelRows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      scale_scratch[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : std::uint8_t{127};
-    }
-  }
+  transpose_panel_scales(w.scales, nb, row, rows_here, std::uint8_t{127}, scale_scratch, kSameScale);
   const __m512 lut = _mm512_loadu_ps(e2m1::kValues.data());
   const __m512i offsets = row_offsets_avx512(row_bytes);
   const __mmask32 odd_words = 0xaaaaaaaau;
@@ -152,10 +162,7 @@ GPTOSS_TARGET_AVX512 inline void int8_panel_avx512(const Int8Rows& w, int64_t ro
                                                   float* scale_scratch, std::int8_t* row_scratch, float* panel) {
   const int64_t nb = w.blocks_per_row, row_bytes = nb * 32;
   std::memcpy(row_scratch, w.values + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
-  // Scales transposed to (blocks, 32), so a block's 16 row scales load at once.
-  for (int64_t r = 0; r < kPanelRows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) scale_scratch[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : 0.0f;
-  }
+  transpose_panel_scales(w.scales, nb, row, rows_here, 0.0f, scale_scratch, kSameScale);
   const __m512i offsets = row_offsets_avx512(row_bytes);
   for (int64_t g = 0; g < 2; ++g) {
     const int64_t live = std::clamp<int64_t>(rows_here - 16 * g, 0, 16);
@@ -288,13 +295,8 @@ GPTOSS_TARGET_AVX512 inline void mxfp4_int8_panel_avx512(const Mxfp4Rows& w, int
                                                         std::uint8_t* row_scratch, std::uint8_t* panel) {
   const int64_t nb = w.blocks_per_row, row_bytes = nb * 16;
   std::memcpy(row_scratch, w.blocks + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
-  float* scales = int8_panel_scales(panel, 32 * nb);
-  for (int64_t r = 0; r < kPanelRows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) {
-      const std::uint32_t bits = r < rows_here ? std::uint32_t{w.scales[(row + r) * nb + b]} << 23 : 0u;
-      std::memcpy(scales + b * kPanelRows + r, &bits, 4);
-    }
-  }
+  transpose_panel_scales(w.scales, nb, row, rows_here, 0.0f, int8_panel_scales(panel, 32 * nb),
+                         [](std::uint8_t s) { return std::bit_cast<float>(std::uint32_t{s} << 23); });
   const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2M1TwiceOffsetBytes)));
   const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
   const __m512i offsets = row_offsets_avx512(row_bytes);
@@ -330,10 +332,7 @@ GPTOSS_TARGET_AVX512 inline void int8_int8_panel_avx512(const Int8Rows& w, int64
                                                        std::int8_t* row_scratch, std::uint8_t* panel) {
   const int64_t nb = w.blocks_per_row, row_bytes = nb * 32;
   std::memcpy(row_scratch, w.values + row * row_bytes, static_cast<std::size_t>(rows_here * row_bytes));
-  float* scales = int8_panel_scales(panel, 32 * nb);
-  for (int64_t r = 0; r < kPanelRows; ++r) {
-    for (int64_t b = 0; b < nb; ++b) scales[b * kPanelRows + r] = r < rows_here ? w.scales[(row + r) * nb + b] : 0.0f;
-  }
+  transpose_panel_scales(w.scales, nb, row, rows_here, 0.0f, int8_panel_scales(panel, 32 * nb), kSameScale);
   const __m512i sign_bit = _mm512_set1_epi8(static_cast<char>(0x80));
   const __m512i offsets = row_offsets_avx512(row_bytes);
   for (int64_t g = 0; g < 2; ++g) {
