@@ -233,10 +233,13 @@ TEST_CASE("Fast kernels: parallel_for covers every index once", "[fast][threads]
     for (std::int64_t count : {0, 1, 7, 16, 100, 1001}) {
       for (std::int64_t grain : {1, 4, 16, 1000}) {
         std::vector<std::atomic<int>> hits(static_cast<std::size_t>(count));
+        std::atomic<int> bad_ranges{0};
         pool.parallel_for(0, count, grain, [&](std::int64_t first, std::int64_t last) {
-          REQUIRE(first < last);
+          // Non-empty, starting on a grain, a whole number of grains but the last.
+          if (!(first < last && first % grain == 0 && (last == count || last % grain == 0))) bad_ranges++;
           for (std::int64_t i = first; i < last; ++i) hits[static_cast<std::size_t>(i)]++;
         });
+        REQUIRE(bad_ranges.load() == 0);
         for (auto& h : hits) REQUIRE(h.load() == 1);
       }
     }
@@ -245,12 +248,15 @@ TEST_CASE("Fast kernels: parallel_for covers every index once", "[fast][threads]
 
 TEST_CASE("Fast kernels: thread pool runs nested calls inline and rethrows", "[fast][threads]") {
   ThreadPool pool(3);
-  std::atomic<int> total{0};
+  std::atomic<int> total{0}, outer_calls{0};
   pool.parallel_for(0, 6, 1, [&](std::int64_t first, std::int64_t last) {
+    outer_calls++;
     pool.parallel_for(0, 10, 1, [&](std::int64_t a, std::int64_t b) { total += static_cast<int>(b - a); });
     total += static_cast<int>(last - first) * 100;
   });
-  REQUIRE(total.load() == 6 * 100 + 10 * 3);
+  // Every outer range ran the whole nested loop (inline) once.
+  REQUIRE(outer_calls.load() >= 1);
+  REQUIRE(total.load() == 6 * 100 + 10 * outer_calls.load());
   REQUIRE_THROWS_AS(pool.run(4, [](int task) {
     if (task == 2) throw std::runtime_error("task 2");
   }), std::runtime_error);
