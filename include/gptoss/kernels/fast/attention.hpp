@@ -513,7 +513,10 @@ inline void sink_attention(cpu_fast, TensorView<const float, 3> q, VectorView<co
     if (scratch.size() < scratch_floats) scratch.resize(scratch_floats);
     ranges.resize(part_count);
     for (int64_t item = first; item < last; ++item) {
-      const index_t t = item / nkv, kv = item % nkv;
+      // KV-head-major: a thread's range covers whole heads over all tokens, so
+      // causal rows (later tokens see more keys) split evenly and each thread
+      // reads only its heads' keys.
+      const index_t kv = item / t_count, t = item % t_count;
       fast::AttentionGroup g;
       g.q = &q(t, kv * group, 0);
       g.position = q_pos[t];
