@@ -285,6 +285,9 @@ constexpr int64_t int8_panel_bytes(int64_t k) noexcept {
 inline float* int8_panel_scales(std::uint8_t* panel, int64_t k) noexcept {
   return reinterpret_cast<float*>(panel + panel_cols(k) / 32 * kInt8PanelBlockBytes);
 }
+inline const float* int8_panel_scales(const std::uint8_t* panel, int64_t k) noexcept {
+  return reinterpret_cast<const float*>(panel + panel_cols(k) / 32 * kInt8PanelBlockBytes);
+}
 
 /// Decodes MXFP4 rows [row, row + rows_here) (rows_here <= 32) into an int8
 /// panel (codes 2 x E2M1 + 12, scales 2^(s - 127) as float bits s << 23:
@@ -380,7 +383,7 @@ template <int TT>
 GPTOSS_TARGET_AVX512_VNNI void panel_int8_tile_avx512(const std::uint8_t* panel, int64_t kp, const std::uint8_t* x,
                                                      int64_t x_stride, float* out, PrefetchLines ahead) {
   const int64_t nb = kp / 32;
-  const float* scales = reinterpret_cast<const float*>(panel + nb * kInt8PanelBlockBytes);
+  const float* scales = int8_panel_scales(panel, kp);
   __m512 c0[TT], c1[TT];
 #pragma GCC unroll 16
   for (int j = 0; j < TT; ++j) c0[j] = c1[j] = _mm512_setzero_ps();
