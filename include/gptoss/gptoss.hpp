@@ -10,6 +10,7 @@
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/dtype.hpp"
 #include "gptoss/core/error.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/core/weight_matrix.hpp"
 #include "gptoss/formats/e2m1.hpp"

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <fstream>
 #include <limits>
 #include <numeric>
 #include <stdexcept>
@@ -274,6 +275,48 @@ TEST_CASE("Fast kernels: set_num_threads replaces the process pool", "[fast][thr
   REQUIRE(num_threads() == 1);
   set_num_threads(before);
   REQUIRE(num_threads() == before);
+}
+
+TEST_CASE("Fast kernels: large buffers are huge-page aligned, whole and writable", "[fast][memory]") {
+  const auto address = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  SECTION("small buffers: 64-byte aligned, no huge-page padding") {
+    for (std::size_t bytes : {std::size_t{1}, std::size_t{100}, kHugePageMinBytes - 1}) {
+      const LargeBuffer b = allocate_large_bytes(bytes);
+      REQUIRE(address(b.get()) % 64 == 0);
+      std::fill_n(b.get(), bytes, std::byte{0x5a});  // the whole range is ours (ASan checks)
+      REQUIRE(b[bytes - 1] == std::byte{0x5a});
+    }
+  }
+  SECTION("large buffers: 2 MiB aligned, every byte writable, advice keeps contents") {
+    const std::size_t bytes = kHugePageBytes * 2 + 12345;
+    const LargeBuffer b = allocate_large_bytes(bytes);
+    REQUIRE(address(b.get()) % kHugePageBytes == 0);
+    for (std::size_t i = 0; i < bytes; ++i) b[i] = static_cast<std::byte>(i * 7);
+    advise_huge_pages(b.get(), bytes);  // again, after the first touch: a hint only
+    for (std::size_t i = 0; i < bytes; i += 4093) REQUIRE(b[i] == static_cast<std::byte>(i * 7));
+  }
+  SECTION("advice needs a whole huge page inside the range") {
+    REQUIRE_FALSE(advise_huge_pages(nullptr, kHugePageBytes * 4));
+    const LargeBuffer b = allocate_large_bytes(kHugePageBytes * 2);
+    REQUIRE_FALSE(advise_huge_pages(b.get() + 1, kHugePageBytes));  // no whole page inside
+#if defined(__linux__)
+    if (std::ifstream("/sys/kernel/mm/transparent_hugepage/enabled")) {
+      REQUIRE(advise_huge_pages(b.get(), kHugePageBytes * 2));
+    }
+#endif
+  }
+  SECTION("HugePageAllocator: zeroed by default, uninitialised on request, copies") {
+    std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> zeroed(kHugePageBytes + 3);
+    REQUIRE(address(zeroed.data()) % kHugePageBytes == 0);
+    REQUIRE(std::all_of(zeroed.begin(), zeroed.end(), [](std::uint8_t v) { return v == 0; }));
+    std::vector<float, HugePageAllocator<float, true>> raw(1000);
+    REQUIRE(address(raw.data()) % 64 == 0);
+    std::iota(raw.begin(), raw.end(), 0.5f);
+    const auto copy = raw;
+    REQUIRE(copy.size() == 1000);
+    REQUIRE(copy[999] == 999.5f);
+    REQUIRE_THROWS_AS(raw.get_allocator().allocate(std::size_t(-1) / 2), std::bad_array_new_length);
+  }
 }
 
 // ---------------------------------------------------------------------------

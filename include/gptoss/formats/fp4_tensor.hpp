@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gptoss/core/error.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/e2m1.hpp"
 #include "gptoss/formats/e8m0.hpp"
@@ -192,6 +193,8 @@ template <class Format = MXFP4Checkpoint>
 class FP4Tensor {
  public:
   using format = Format;
+  /// Codes and scale bytes: large tensors get huge pages (core/huge_pages.hpp).
+  using Storage = std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>>;
   static constexpr int kBlockSize = Format::kBlockSize;
   static constexpr int kBytesPerBlock = Format::kBytesPerBlock;
 
@@ -267,10 +270,10 @@ class FP4Tensor {
 
   index_t rows() const noexcept { return rows_; }
   index_t cols() const noexcept { return cols_; }
-  std::vector<std::uint8_t>& blocks() noexcept { return blocks_; }
-  std::vector<std::uint8_t>& scales() noexcept { return scales_; }
-  const std::vector<std::uint8_t>& blocks() const noexcept { return blocks_; }
-  const std::vector<std::uint8_t>& scales() const noexcept { return scales_; }
+  Storage& blocks() noexcept { return blocks_; }
+  Storage& scales() noexcept { return scales_; }
+  const Storage& blocks() const noexcept { return blocks_; }
+  const Storage& scales() const noexcept { return scales_; }
   float global_scale() const noexcept { return global_; }
 
  private:
@@ -299,8 +302,8 @@ class FP4Tensor {
 
   index_t rows_ = 0;
   index_t cols_ = 0;
-  std::vector<std::uint8_t> blocks_;
-  std::vector<std::uint8_t> scales_;
+  Storage blocks_;
+  Storage scales_;
   float global_ = 1.0f;
 };
 

@@ -20,6 +20,7 @@
 
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/error.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/tensor_view.hpp"
 
 namespace gptoss {
@@ -58,30 +59,6 @@ class Int8MatrixView {
   index_t rows_ = 0, cols_ = 0;
 };
 
-namespace detail {
-/// An allocator whose value-less construct() leaves elements uninitialized:
-/// a fresh matrix's pages are first touched by the (parallel) quantization
-/// that fills them, not by a zeroing pass.
-template <class T>
-struct UninitializedAllocator : std::allocator<T> {
-  template <class U>
-  struct rebind {
-    using other = UninitializedAllocator<U>;
-  };
-  UninitializedAllocator() = default;
-  template <class U>
-  UninitializedAllocator(const UninitializedAllocator<U>&) noexcept {}
-  template <class U>
-  void construct(U* p) noexcept {
-    ::new (static_cast<void*>(p)) U;
-  }
-  template <class U, class... Args>
-  void construct(U* p, Args&&... args) {
-    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
-  }
-};
-}  // namespace detail
-
 /// Owning 8-bit matrix. A new matrix's contents are unspecified until
 /// quantize_int8_rows has filled its rows.
 class Int8Matrix {
@@ -99,8 +76,8 @@ class Int8Matrix {
 
  private:
   index_t rows_ = 0, cols_ = 0;
-  std::vector<std::int8_t, detail::UninitializedAllocator<std::int8_t>> values_;
-  std::vector<float, detail::UninitializedAllocator<float>> scales_;
+  std::vector<std::int8_t, HugePageAllocator<std::int8_t, true>> values_;  // filled by quantize_int8_rows
+  std::vector<float, HugePageAllocator<float, true>> scales_;
 };
 
 /// Quantizes rows [r0, r1) of bf16 weights w (rows, cols) into out (made

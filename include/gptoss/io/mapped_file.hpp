@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "gptoss/core/error.hpp"
+#include "gptoss/core/huge_pages.hpp"
 
 namespace gptoss::io {
 
@@ -45,6 +46,9 @@ class MappedFile {
         fail("cannot map");
       }
       data_ = static_cast<const std::byte*>(p);
+      // A hint: kernels with read-only file THP may back the weights with
+      // huge pages, which decode streams faster (core/huge_pages.hpp).
+      advise_huge_pages(p, size_);
     }
     ::close(fd);
   }

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gptoss/core/bf16.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
 #include "gptoss/model/checkpoint_layout.hpp"
@@ -30,16 +31,18 @@ class WeightArena {
  public:
   /// Uninitialized storage for count values (every caller fills all of
   /// them: the pages are first touched by the parallel fill, not by zeroing).
+  /// Large tensors are 2 MiB-aligned and advised for huge pages
+  /// (core/huge_pages.hpp): decode streams them faster.
   template <class T>
   std::span<T> allocate(std::size_t count) {
-    chunks_.push_back(std::make_unique_for_overwrite<std::byte[]>(count * sizeof(T) + alignof(std::max_align_t)));
+    chunks_.push_back(allocate_large_bytes(count * sizeof(T)));
     bytes_ += count * sizeof(T);
     return {reinterpret_cast<T*>(chunks_.back().get()), count};
   }
   std::size_t bytes() const noexcept { return bytes_; }
 
  private:
-  std::vector<std::unique_ptr<std::byte[]>> chunks_;
+  std::vector<LargeBuffer> chunks_;
   std::size_t bytes_ = 0;
 };
 
