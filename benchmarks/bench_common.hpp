@@ -25,6 +25,7 @@
 
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/cpu_features.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/thread_pool.hpp"
 #include "gptoss/kernels/fast/simd.hpp"
 
@@ -152,16 +153,17 @@ inline float sum_range(const float* p, std::size_t n) {
 }  // namespace detail
 
 /// Read bandwidth in GB/s of `threads` threads streaming a 1 GiB buffer
-/// (each thread its own contiguous part, as the GEMV kernels do), best of
+/// (each thread its own contiguous part, as the GEMV kernels do; huge pages
+/// where the OS gives them, as the weights get them), best of
 /// `repeats`. Cached per thread count for the process.
 inline double read_bandwidth_gbps(int threads, int repeats = 7) {
   static std::map<int, double> cache;
   if (auto it = cache.find(threads); it != cache.end()) return it->second;
   constexpr std::size_t kBytes = std::size_t{1} << 30;
   constexpr std::size_t kFloats = kBytes / sizeof(float);
-  struct Free { void operator()(float* p) const { std::free(p); } };
-  std::unique_ptr<float, Free> buffer(static_cast<float*>(std::aligned_alloc(64, kBytes)));
-  fill_uniform(buffer.get(), kFloats, 1.0f, 7);
+  const LargeBuffer storage = allocate_large_bytes(kBytes);  // huge pages, as the weights get
+  float* const buffer = reinterpret_cast<float*>(storage.get());
+  fill_uniform(buffer, kFloats, 1.0f, 7);
   ThreadPool pool(threads);
   double best = 0.0;
   std::vector<float> sinks(static_cast<std::size_t>(threads));
@@ -169,7 +171,7 @@ inline double read_bandwidth_gbps(int threads, int repeats = 7) {
     const auto start = std::chrono::steady_clock::now();
     pool.run(threads, [&](int t) {
       const std::size_t part = kFloats / static_cast<std::size_t>(threads) / 64 * 64;
-      sinks[static_cast<std::size_t>(t)] = detail::sum_range(buffer.get() + part * t, part);
+      sinks[static_cast<std::size_t>(t)] = detail::sum_range(buffer + part * t, part);
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     best = std::max(best, static_cast<double>(kBytes) / seconds / 1e9);

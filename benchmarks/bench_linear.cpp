@@ -84,7 +84,7 @@ constexpr double kColdBytes = 256e6;
 
 struct Weights {
   std::vector<FP4Tensor<>> fp4;          // copies (MXFP4 shapes)
-  std::vector<std::vector<bf16>> dense;  // copies (bf16 shapes)
+  std::vector<std::vector<bf16, HugePageAllocator<bf16>>> dense;  // copies (bf16 shapes), huge pages
   std::vector<Int8Matrix> int8;          // 8-bit copies of dense, made on first use
   Tensor<bf16, 1> bias;
   std::vector<float> dequantized;        // Eigen's buffer, allocated on its first run
@@ -118,7 +118,7 @@ Weights& weights_for(const Shape& s) {
       for (auto& b : first.scales()) b = static_cast<std::uint8_t>(122 + rng.next() % 4);
       slot->fp4.assign(copies, first);
     } else {
-      std::vector<bf16> first(static_cast<std::size_t>(s.n * s.k));
+      std::vector<bf16, HugePageAllocator<bf16>> first(static_cast<std::size_t>(s.n * s.k));
       bench::fill_uniform(first.data(), first.size(), 0.05f, 13);
       slot->dense.assign(copies, first);
     }
