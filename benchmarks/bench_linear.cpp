@@ -59,8 +59,10 @@ constexpr Shape kShapes[] = {
 enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8, fast_int8act };
 
 /// How the fast kernels take batches: the default (32-row panels decoded once
-/// per call from kPanelMinTokens tokens on), or row streaming forced.
-enum class Path { default_path, rows };
+/// per call from kPanelMinTokens tokens on), or row streaming forced; or, at
+/// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
+/// baseline for the huge pages the weights get, core/huge_pages.hpp).
+enum class Path { default_path, rows, small_pages };
 
 const char* impl_name(Impl impl) {
   switch (impl) {
@@ -86,6 +88,9 @@ struct Weights {
   std::vector<FP4Tensor<>> fp4;          // copies (MXFP4 shapes)
   std::vector<std::vector<bf16, HugePageAllocator<bf16>>> dense;  // copies (bf16 shapes), huge pages
   std::vector<Int8Matrix> int8;          // 8-bit copies of dense, made on first use
+  // The same copies in std::vector's 4 KiB pages, made on first use.
+  std::vector<std::vector<std::uint8_t>> small_blocks, small_scales;  // MXFP4 shapes
+  std::vector<std::vector<bf16>> small_dense;                          // bf16 shapes
   Tensor<bf16, 1> bias;
   std::vector<float> dequantized;        // Eigen's buffer, allocated on its first run
   std::size_t current = 0;
@@ -98,6 +103,10 @@ struct Weights {
   MatrixView<const bf16> dense_view() const {
     return dense.empty() ? MatrixView<const bf16>{} : MatrixView<const bf16>{dense[current].data(), {n, k}};
   }
+  FP4TensorView<MXFP4Checkpoint> small_fp4_view() const {
+    return {small_blocks[current].data(), small_scales[current].data(), n, k};
+  }
+  MatrixView<const bf16> small_dense_view() const { return {small_dense[current].data(), {n, k}}; }
 };
 
 Weights& weights_for(const Shape& s) {
@@ -128,6 +137,19 @@ Weights& weights_for(const Shape& s) {
   return *slot;
 }
 
+/// The 4 KiB-page copies of a shape.
+void ensure_small_pages(Weights& w) {
+  if (!w.small_blocks.empty() || !w.small_dense.empty()) return;
+  for (std::size_t c = 0; c < w.copies(); ++c) {
+    if (!w.fp4.empty()) {
+      w.small_blocks.emplace_back(w.fp4[c].blocks().begin(), w.fp4[c].blocks().end());
+      w.small_scales.emplace_back(w.fp4[c].scales().begin(), w.fp4[c].scales().end());
+    } else {
+      w.small_dense.emplace_back(w.dense[c].begin(), w.dense[c].end());
+    }
+  }
+}
+
 /// The 8-bit copies of a bf16 shape (one quantization, copied).
 void ensure_int8(Weights& w) {
   if (!w.int8.empty()) return;
@@ -136,8 +158,17 @@ void ensure_int8(Weights& w) {
 }
 
 /// Runs the chosen implementation once: y (T, N) = x (T, K) W^T + bias.
-void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, Tensor<float, 2>& y) {
+void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, Tensor<float, 2>& y,
+                Path path = Path::default_path) {
   const VectorView<const bf16> bias = w.bias.view();
+  if (path == Path::small_pages) {
+    if (s.mxfp4) {
+      kernels::linear(cpu_fast{}, w.small_fp4_view(), bias, x.view(), y.view());
+    } else {
+      kernels::linear(cpu_fast{}, w.small_dense_view(), bias, x.view(), y.view());
+    }
+    return;
+  }
   const MatrixView<const bf16> dense = w.dense_view();
   switch (impl) {
     case Impl::fast_int8:
@@ -274,9 +305,10 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
   if (uses_int8_copies(s, impl)) ensure_int8(w);
+  if (path == Path::small_pages) ensure_small_pages(w);
   Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
   bench::fill_uniform(x.data(), static_cast<std::size_t>(x.size()), 1.0f, 21 + t_count);
-  run_linear(s, w, impl, x, y);  // warm-up, and the output to validate
+  run_linear(s, w, impl, x, y, path);  // warm-up, and the output to validate
   const double ratio = validate(s, w, impl, x, y);
   state.counters["err_ratio"] = ratio;
   if (!(ratio <= 1.0)) {
@@ -285,7 +317,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   }
   const double seconds = bench::timed_loop(state, [&] {
     w.next();  // a copy not read since kColdBytes of others: from DRAM
-    run_linear(s, w, impl, x, y);
+    run_linear(s, w, impl, x, y, path);
   });
   const double weight_bytes = s.mxfp4                ? static_cast<double>(w.fp4_view().nbytes())
                               : uses_int8_copies(s, impl) ? static_cast<double>(w.int8[w.current].bytes())
@@ -316,11 +348,16 @@ void register_benchmarks() {
           }
           if (impl == Impl::fast_int8act && !has_avx512_vnni()) continue;
           const bool fast = impl != Impl::reference && impl != Impl::eigen;
-          for (Path path : {Path::default_path, Path::rows}) {
+          for (Path path : {Path::default_path, Path::rows, Path::small_pages}) {
             // The row-streaming baseline, next to the panels it is replaced by.
             if (path == Path::rows && (!fast || t < kernels::fast::kPanelMinTokens)) continue;
+            // The page-size baseline: decode (batch 1) from DRAM, fp32 and bf16.
+            if (path == Path::small_pages &&
+                (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
+              continue;
+            }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) +
-                                     (path == Path::rows ? "_rows" : "") + "/T:" + std::to_string(t) +
+                                     (path == Path::rows ? "_rows" : path == Path::small_pages ? "_4k_pages" : "") + "/T:" + std::to_string(t) +
                                      "/threads:" + std::to_string(threads);
             benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads, path)
                 ->Unit(benchmark::kMicrosecond)

@@ -17,6 +17,7 @@
 #include <memory>
 #include <algorithm>
 #include <new>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -32,12 +33,25 @@ inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 /// Buffers at least this large are aligned to kHugePageBytes and advised.
 inline constexpr std::size_t kHugePageMinBytes = kHugePageBytes;
 
+/// Whether large buffers ask for huge pages: yes, unless the environment
+/// variable GPTOSS_HUGE_PAGES is "0" or "off" when first asked (for
+/// comparing page sizes, or on a machine where huge pages cost memory).
+inline bool huge_pages_enabled() noexcept {
+  static const bool enabled = [] {
+    const char* v = std::getenv("GPTOSS_HUGE_PAGES");
+    return v == nullptr || (std::string_view(v) != "0" && std::string_view(v) != "off");
+  }();
+  return enabled;
+}
+
 /// Asks the OS to back the whole huge pages inside [p, p + bytes) with
 /// transparent huge pages. Returns whether the advice was given and taken
 /// (false: no whole huge page in the range, not Linux, or the kernel said
-/// no, e.g. THP disabled). Never changes the memory's contents.
+/// no, e.g. THP disabled; or huge_pages_enabled() is false). Never changes
+/// the memory's contents.
 inline bool advise_huge_pages(void* p, std::size_t bytes) noexcept {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (!huge_pages_enabled()) return false;
   const auto begin = reinterpret_cast<std::uintptr_t>(p);
   const std::uintptr_t first = (begin + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
   const std::uintptr_t last = (begin + bytes) / kHugePageBytes * kHugePageBytes;
@@ -59,11 +73,11 @@ struct LargeBufferDeleter {
 using LargeBuffer = std::unique_ptr<std::byte[], LargeBufferDeleter>;
 
 /// Uninitialised storage of `bytes` bytes, aligned to 64 bytes; from
-/// kHugePageMinBytes on, aligned to (and padded to a multiple of)
-/// kHugePageBytes and advised for huge pages before its first touch.
-/// Throws std::bad_alloc when the memory is not there.
+/// kHugePageMinBytes on (and huge_pages_enabled()), aligned to (and padded
+/// to a multiple of) kHugePageBytes and advised for huge pages before its
+/// first touch. Throws std::bad_alloc when the memory is not there.
 inline LargeBuffer allocate_large_bytes(std::size_t bytes) {
-  const bool huge = bytes >= kHugePageMinBytes;
+  const bool huge = bytes >= kHugePageMinBytes && huge_pages_enabled();
   const std::size_t alignment = huge ? kHugePageBytes : 64;
   const std::size_t padded = (std::max<std::size_t>(bytes, 1) + alignment - 1) / alignment * alignment;
   auto* p = static_cast<std::byte*>(std::aligned_alloc(alignment, padded));
