@@ -1,21 +1,23 @@
 // Large buffers backed by transparent huge pages where the OS offers them.
 //
-// A decode step streams every weight once (3.7 GB for gpt-oss-20b). With
-// 4 KiB pages that is a TLB miss every 4 KiB of each stream and a hardware
-// prefetcher that stops at every page boundary; with 2 MiB pages the same
-// read runs several percent faster (docs/performance.md, "Huge pages").
-// Linux gives anonymous memory huge pages only where it is asked to
-// (transparent_hugepage=madvise is the common default), so large weight
-// buffers are 2 MiB-aligned and advised with MADV_HUGEPAGE. Elsewhere, and
-// where the kernel declines, the buffers are ordinary memory: the advice is
-// a hint, never a requirement.
+// A decode step streams every weight once (3.7 GB for gpt-oss-20b): with
+// 4 KiB pages each new page of every stream needs its translation, from page
+// tables (7 MB of them) that do not stay in the caches; with 2 MiB pages the
+// whole model decoded faster in 8 of 10 alternating runs on the 2-core test
+// machine (docs/performance.md, "Huge pages for the weights"). Buffers are
+// padded to whole huge pages: at most 2 MiB more per buffer (about 1% of
+// gpt-oss-20b's random weights). Linux gives anonymous memory huge pages
+// only where it is asked to (transparent_hugepage=madvise is the common
+// default), so large weight buffers are 2 MiB-aligned and advised with
+// MADV_HUGEPAGE. Elsewhere, and where the kernel declines, the buffers are
+// ordinary memory: the advice is a hint, never a requirement.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <memory>
 #include <algorithm>
+#include <memory>
 #include <new>
 #include <string_view>
 #include <type_traits>
