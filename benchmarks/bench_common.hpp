@@ -27,6 +27,7 @@
 #include "gptoss/core/cpu_features.hpp"
 #include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/thread_pool.hpp"
+#include "gptoss/kernels/fast/read_bandwidth.hpp"
 #include "gptoss/kernels/fast/simd.hpp"
 
 namespace gptoss::bench {
@@ -76,17 +77,6 @@ inline void fill_uniform(bf16* p, std::size_t n, float amplitude, std::uint64_t 
 namespace detail {
 
 #if GPTOSS_X86
-GPTOSS_TARGET_AVX512 inline float sum_range_avx512(const float* p, std::size_t n) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (std::size_t i = 0; i + 64 <= n; i += 64) {
-    a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
-    a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
-    a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
-    a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
-  }
-  return gptoss::kernels::fast::hsum_avx512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-}
-
 /// Seconds for `iterations` rounds of 24 independent zmm FMAs.
 GPTOSS_TARGET_AVX512 inline double fma_seconds_avx512(long iterations, float* sink) {
   __m512 a[24];
@@ -102,17 +92,6 @@ GPTOSS_TARGET_AVX512 inline double fma_seconds_avx512(long iterations, float* si
   for (int i = 1; i < 24; ++i) s = _mm512_add_ps(s, a[i]);
   *sink = gptoss::kernels::fast::hsum_avx512(s);
   return seconds;
-}
-
-GPTOSS_TARGET_AVX2 inline float sum_range_avx2(const float* p, std::size_t n) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  for (std::size_t i = 0; i + 32 <= n; i += 32) {
-    a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
-    a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
-    a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
-    a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
-  }
-  return gptoss::kernels::fast::hsum_avx2(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 GPTOSS_TARGET_AVX2 inline double fma_seconds_avx2(long iterations, float* sink) {
@@ -132,53 +111,18 @@ GPTOSS_TARGET_AVX2 inline double fma_seconds_avx2(long iterations, float* sink) 
 }
 #endif
 
-inline float sum_range_portable(const float* p, std::size_t n) {
-  float a[8] = {};
-  for (std::size_t i = 0; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) a[j] += p[i + j];
-  }
-  return a[0] + a[1] + a[2] + a[3] + a[4] + a[5] + a[6] + a[7];
-}
-
-inline float sum_range(const float* p, std::size_t n) {
-  switch (detected_isa()) {
-#if GPTOSS_X86
-    case Isa::avx512: return sum_range_avx512(p, n);
-    case Isa::avx2_fma: return sum_range_avx2(p, n);
-#endif
-    default: return sum_range_portable(p, n);
-  }
-}
-
 }  // namespace detail
 
 /// Read bandwidth in GB/s of `threads` threads streaming a 1 GiB buffer
-/// (each thread its own contiguous part, as the GEMV kernels do; huge pages
-/// where the OS gives them, as the weights get them), best of
-/// `repeats`. Cached per thread count for the process.
+/// (kernels/fast/read_bandwidth.hpp, the probe `gptoss bench` uses), best
+/// of `repeats`. Cached per thread count for the process.
 inline double read_bandwidth_gbps(int threads, int repeats = 7) {
   static std::map<int, double> cache;
   if (auto it = cache.find(threads); it != cache.end()) return it->second;
-  constexpr std::size_t kBytes = std::size_t{1} << 30;
-  constexpr std::size_t kFloats = kBytes / sizeof(float);
-  const LargeBuffer storage = allocate_large_bytes(kBytes);  // huge pages, as the weights get
-  float* const buffer = reinterpret_cast<float*>(storage.get());
-  fill_uniform(buffer, kFloats, 1.0f, 7);
   ThreadPool pool(threads);
-  double best = 0.0;
-  std::vector<float> sinks(static_cast<std::size_t>(threads));
-  for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    pool.run(threads, [&](int t) {
-      const std::size_t part = kFloats / static_cast<std::size_t>(threads) / 64 * 64;
-      sinks[static_cast<std::size_t>(t)] = detail::sum_range(buffer + part * t, part);
-    });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    best = std::max(best, static_cast<double>(kBytes) / seconds / 1e9);
-  }
-  benchmark::DoNotOptimize(sinks.data());
-  cache[threads] = best;
-  return best;
+  const double gbps = kernels::fast::measure_read_bandwidth(pool, std::size_t{1} << 30, repeats) / 1e9;
+  cache[threads] = gbps;
+  return gbps;
 }
 
 /// fp32 FMA peak of one core in GFLOP/s (2 flops per lane per FMA) on the

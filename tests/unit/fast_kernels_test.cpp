@@ -319,6 +319,32 @@ TEST_CASE("Fast kernels: large buffers are huge-page aligned, whole and writable
   }
 }
 
+TEST_CASE("Fast kernels: the read bandwidth probe sums exactly and rejects empty work", "[fast][memory]") {
+  test::Rng rng(77);
+  // Small integers in floats: every tier's sum is exact, whatever its order.
+  std::vector<float, HugePageAllocator<float>> values(64 * 37);
+  double expected = 0.0;
+  for (float& v : values) {
+    v = static_cast<float>(test::uniform_int(rng, -50, 50));
+    expected += v;
+  }
+  REQUIRE(kernels::fast::detail::sum_floats_portable(values.data(), values.size()) == expected);
+  REQUIRE(kernels::fast::detail::sum_floats(values.data(), values.size()) == expected);
+#if GPTOSS_X86
+  if (detected_isa() == Isa::avx512) REQUIRE(kernels::fast::detail::sum_floats_avx512(values.data(), values.size()) == expected);
+  if (detected_isa() == Isa::avx512 || detected_isa() == Isa::avx2_fma) REQUIRE(kernels::fast::detail::sum_floats_avx2(values.data(), values.size()) == expected);
+#endif
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    const double rate = kernels::fast::measure_read_bandwidth(pool, std::size_t{1} << 20, 2);
+    REQUIRE(std::isfinite(rate));
+    REQUIRE(rate > 0.0);
+    REQUIRE_THROWS_AS(kernels::fast::measure_read_bandwidth(pool, 255 * static_cast<std::size_t>(threads), 1),
+                      std::invalid_argument);
+    REQUIRE_THROWS_AS(kernels::fast::measure_read_bandwidth(pool, std::size_t{1} << 20, 0), std::invalid_argument);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Linear
 

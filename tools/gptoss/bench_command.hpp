@@ -34,39 +34,6 @@
 
 namespace gptoss::cli {
 
-/// Read bandwidth: the best of a few passes summing a buffer far larger than
-/// the caches, split over the thread pool. Bytes per second. The buffer gets
-/// huge pages where the weights do (core/huge_pages.hpp), so the bound is
-/// what this machine reads at best, not the slower 4 KiB-page rate.
-inline double measure_read_bandwidth(std::size_t bytes = std::size_t{1} << 30, int passes = 4) {
-  const std::size_t n = bytes / sizeof(std::uint64_t);
-  std::vector<std::uint64_t, HugePageAllocator<std::uint64_t, true>> buffer(n);  // filled below
-  thread_pool().parallel_for(0, static_cast<std::int64_t>(n), 1 << 20, [&](std::int64_t b, std::int64_t e) {
-    for (std::int64_t i = b; i < e; ++i) buffer[static_cast<std::size_t>(i)] = static_cast<std::uint64_t>(i);
-  });
-  double best = 0.0;
-  for (int pass = 0; pass < passes; ++pass) {
-    std::atomic<std::uint64_t> total{0};
-    const auto start = std::chrono::steady_clock::now();
-    thread_pool().parallel_for(0, static_cast<std::int64_t>(n), 1 << 20, [&](std::int64_t b, std::int64_t e) {
-      std::uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-      std::int64_t i = b;
-      for (; i + 4 <= e; i += 4) {
-        s0 += buffer[static_cast<std::size_t>(i)];
-        s1 += buffer[static_cast<std::size_t>(i + 1)];
-        s2 += buffer[static_cast<std::size_t>(i + 2)];
-        s3 += buffer[static_cast<std::size_t>(i + 3)];
-      }
-      for (; i < e; ++i) s0 += buffer[static_cast<std::size_t>(i)];
-      total += s0 + s1 + s2 + s3;
-    });
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (total.load() == 42) std::cout << "";  // keep the sum alive
-    best = std::max(best, static_cast<double>(bytes) / s);
-  }
-  return best;
-}
-
 struct BenchArgs {
   std::string config = "gpt-oss-20b";
   std::string device = "cpu";
@@ -96,7 +63,7 @@ inline int run_bench(const BenchArgs& a) {
   // the bound uses the faster. On a shared or virtual machine memory that was
   // just handed to the process can read slowly for a while: a single probe
   // at the start can fall well below what the decode itself then streams.
-  const double bandwidth_before = measure_read_bandwidth();
+  const double bandwidth_before = kernels::fast::measure_read_bandwidth(thread_pool());
   log("memory read bandwidth: " + std::to_string(bandwidth_before / 1e9) + " GB/s with " + std::to_string(threads) +
       " threads");
 
@@ -165,7 +132,7 @@ inline int run_bench(const BenchArgs& a) {
     log("run " + std::to_string(r + 1) + ": prefill " + std::to_string(a.prompt / prefill_s) + " tokens/s, decode " +
         std::to_string(a.gen / decode_s) + " tokens/s");
   }
-  const double bandwidth_after = measure_read_bandwidth(std::size_t{1} << 28, 8);
+  const double bandwidth_after = kernels::fast::measure_read_bandwidth(thread_pool(), std::size_t{1} << 28, 8);
   log("memory read bandwidth after the runs: " + std::to_string(bandwidth_after / 1e9) + " GB/s");
   const double bandwidth = std::max(bandwidth_before, bandwidth_after);
   // Bytes one decode step reads: all weights but the embedding table (one row

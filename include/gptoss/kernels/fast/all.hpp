@@ -7,6 +7,7 @@
 #include "gptoss/core/thread_pool.hpp"
 #include "gptoss/kernels/fast/attention.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
+#include "gptoss/kernels/fast/read_bandwidth.hpp"
 #include "gptoss/kernels/fast/rms_norm.hpp"
 #include "gptoss/kernels/fast/rope.hpp"
 #include "gptoss/kernels/fast/swiglu.hpp"
