@@ -305,6 +305,16 @@ TEST_CASE("Fast kernels: large buffers are huge-page aligned, whole and writable
     }
 #endif
   }
+  SECTION("GPTOSS_HUGE_PAGES values") {
+    STATIC_REQUIRE(huge_pages_setting_from_name(nullptr) == true);
+    STATIC_REQUIRE(huge_pages_setting_from_name("1") == true);
+    STATIC_REQUIRE(huge_pages_setting_from_name("on") == true);
+    STATIC_REQUIRE(huge_pages_setting_from_name("0") == false);
+    STATIC_REQUIRE(huge_pages_setting_from_name("off") == false);
+    STATIC_REQUIRE_FALSE(huge_pages_setting_from_name("").has_value());
+    STATIC_REQUIRE_FALSE(huge_pages_setting_from_name("OFF").has_value());
+    STATIC_REQUIRE_FALSE(huge_pages_setting_from_name("banana").has_value());
+  }
   SECTION("HugePageAllocator: zeroed by default, uninitialised on request, copies") {
     std::vector<std::uint8_t, HugePageAllocator<std::uint8_t>> zeroed(kHugePageBytes + 3);
     REQUIRE(address(zeroed.data()) % (huge_pages_enabled() ? kHugePageBytes : 64) == 0);

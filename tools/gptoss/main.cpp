@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
       throw gptoss::RangeError(std::string("GPTOSS_MATMUL_PRECISION must be fp32, bf16x2, bf16 or int8, got '") + p +
                                "'");
     }
+    // Likewise GPTOSS_HUGE_PAGES, which the allocator reads as a hint.
+    if (const char* h = std::getenv("GPTOSS_HUGE_PAGES"); !gptoss::huge_pages_setting_from_name(h)) {
+      throw gptoss::RangeError(std::string("GPTOSS_HUGE_PAGES must be 1, on, 0 or off, got '") + h + "'");
+    }
     return action ? action() : 0;
   } catch (const std::exception& e) {
     std::cerr << "gptoss: error: " << e.what() << "\n";

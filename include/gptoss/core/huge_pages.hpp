@@ -13,12 +13,13 @@
 // ordinary memory: the advice is a hint, never a requirement.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
-#include <algorithm>
 #include <memory>
 #include <new>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -35,14 +36,24 @@ inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 /// Buffers at least this large are aligned to kHugePageBytes and advised.
 inline constexpr std::size_t kHugePageMinBytes = kHugePageBytes;
 
-/// Whether large buffers ask for huge pages: yes, unless the environment
-/// variable GPTOSS_HUGE_PAGES is "0" or "off" when first asked (for
-/// comparing page sizes, or on a machine where huge pages cost memory).
+/// The value of the environment variable GPTOSS_HUGE_PAGES as a setting:
+/// unset, "1" or "on": true; "0" or "off": false; anything else: nullopt
+/// (programs should reject it: `gptoss` does).
+constexpr std::optional<bool> huge_pages_setting_from_name(const char* value) noexcept {
+  if (value == nullptr) return true;
+  const std::string_view v(value);
+  if (v == "1" || v == "on") return true;
+  if (v == "0" || v == "off") return false;
+  return std::nullopt;
+}
+
+/// Whether large buffers ask for huge pages: yes, unless GPTOSS_HUGE_PAGES
+/// is "0" or "off" when first asked (for comparing page sizes, or on a
+/// machine where huge pages cost memory). A value it does not know leaves
+/// the advice on: this is asked inside allocations, where there is no one
+/// to tell.
 inline bool huge_pages_enabled() noexcept {
-  static const bool enabled = [] {
-    const char* v = std::getenv("GPTOSS_HUGE_PAGES");
-    return v == nullptr || (std::string_view(v) != "0" && std::string_view(v) != "off");
-  }();
+  static const bool enabled = huge_pages_setting_from_name(std::getenv("GPTOSS_HUGE_PAGES")).value_or(true);
   return enabled;
 }
 
