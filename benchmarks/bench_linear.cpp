@@ -64,6 +64,15 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// baseline for the huge pages the weights get, core/huge_pages.hpp).
 enum class Path { default_path, rows, small_pages };
 
+const char* path_suffix(Path path) {
+  switch (path) {
+    case Path::default_path: return "";
+    case Path::rows: return "_rows";
+    case Path::small_pages: return "_4k_pages";
+  }
+  return "?";
+}
+
 const char* impl_name(Impl impl) {
   switch (impl) {
     case Impl::reference: return "reference";
@@ -84,29 +93,52 @@ const char* impl_name(Impl impl) {
 /// every run uses the next copy (the unembedding, 1.16 GB, needs only one).
 constexpr double kColdBytes = 256e6;
 
+/// Identical copies of one shape's weights, each from Allocator: MXFP4
+/// blocks and scales (MXFP4 shapes) or bf16 values (bf16 shapes).
+template <template <class> class Allocator>
+struct CopySet {
+  std::vector<std::vector<std::uint8_t, Allocator<std::uint8_t>>> blocks, scales;
+  std::vector<std::vector<bf16, Allocator<bf16>>> dense;
+
+  std::size_t size() const { return blocks.empty() ? dense.size() : blocks.size(); }
+  bool empty() const { return size() == 0; }
+  FP4TensorView<MXFP4Checkpoint> fp4_view(std::size_t c, index_t n, index_t k) const {
+    return {blocks[c].data(), scales[c].data(), n, k};
+  }
+  MatrixView<const bf16> dense_view(std::size_t c, index_t n, index_t k) const {
+    return dense.empty() ? MatrixView<const bf16>{} : MatrixView<const bf16>{dense[c].data(), {n, k}};
+  }
+  /// The same copies in another allocator's memory.
+  template <template <class> class Other>
+  void copy_from(const CopySet<Other>& o) {
+    for (const auto& v : o.blocks) blocks.emplace_back(v.begin(), v.end());
+    for (const auto& v : o.scales) scales.emplace_back(v.begin(), v.end());
+    for (const auto& v : o.dense) dense.emplace_back(v.begin(), v.end());
+  }
+};
+
+template <class T>
+using HugePages = HugePageAllocator<T>;
+template <class T>
+using SmallPages = std::allocator<T>;
+
 struct Weights {
-  std::vector<FP4Tensor<>> fp4;          // copies (MXFP4 shapes)
-  std::vector<std::vector<bf16, HugePageAllocator<bf16>>> dense;  // copies (bf16 shapes), huge pages
+  CopySet<HugePages> copies;             // huge pages, as the library's weights get
+  CopySet<SmallPages> copies_4k;         // the same in 4 KiB pages, made on first use
   std::vector<Int8Matrix> int8;          // 8-bit copies of dense, made on first use
-  // The same copies in std::vector's 4 KiB pages, made on first use.
-  std::vector<std::vector<std::uint8_t>> small_blocks, small_scales;  // MXFP4 shapes
-  std::vector<std::vector<bf16>> small_dense;                          // bf16 shapes
   Tensor<bf16, 1> bias;
   std::vector<float> dequantized;        // Eigen's buffer, allocated on its first run
   std::size_t current = 0;
   index_t n = 0, k = 0;
 
-  std::size_t copies() const { return fp4.empty() ? dense.size() : fp4.size(); }
-  void next() { current = (current + 1) % copies(); }
-  FP4TensorView<MXFP4Checkpoint> fp4_view() const { return fp4[current].view(); }
+  void next() { current = (current + 1) % copies.size(); }
+  FP4TensorView<MXFP4Checkpoint> fp4_view(Path path = Path::default_path) const {
+    return path == Path::small_pages ? copies_4k.fp4_view(current, n, k) : copies.fp4_view(current, n, k);
+  }
+  MatrixView<const bf16> dense_view(Path path = Path::default_path) const {
+    return path == Path::small_pages ? copies_4k.dense_view(current, n, k) : copies.dense_view(current, n, k);
+  }
   Int8MatrixView int8_view() const { return int8[current].view(); }
-  MatrixView<const bf16> dense_view() const {
-    return dense.empty() ? MatrixView<const bf16>{} : MatrixView<const bf16>{dense[current].data(), {n, k}};
-  }
-  FP4TensorView<MXFP4Checkpoint> small_fp4_view() const {
-    return {small_blocks[current].data(), small_scales[current].data(), n, k};
-  }
-  MatrixView<const bf16> small_dense_view() const { return {small_dense[current].data(), {n, k}}; }
 };
 
 Weights& weights_for(const Shape& s) {
@@ -120,16 +152,19 @@ Weights& weights_for(const Shape& s) {
     const auto copies = s.cached ? std::size_t{1}
                                  : static_cast<std::size_t>(std::max(1.0, std::ceil(kColdBytes / bytes)));
     if (s.mxfp4) {
-      FP4Tensor<> first(s.n, s.k);
-      bench::fill_bytes(first.blocks().data(), first.blocks().size(), 11);
+      const auto blocks_per_row = static_cast<std::size_t>((s.k + 31) / 32);
+      std::vector<std::uint8_t, HugePages<std::uint8_t>> blocks(static_cast<std::size_t>(s.n) * blocks_per_row * 16);
+      std::vector<std::uint8_t, HugePages<std::uint8_t>> scales(static_cast<std::size_t>(s.n) * blocks_per_row);
+      bench::fill_bytes(blocks.data(), blocks.size(), 11);
       FastRandom rng(12);
       // Block scales around 2^-5 .. 2^-2: the range of the real experts.
-      for (auto& b : first.scales()) b = static_cast<std::uint8_t>(122 + rng.next() % 4);
-      slot->fp4.assign(copies, first);
+      for (auto& b : scales) b = static_cast<std::uint8_t>(122 + rng.next() % 4);
+      slot->copies.blocks.assign(copies, blocks);
+      slot->copies.scales.assign(copies, scales);
     } else {
-      std::vector<bf16, HugePageAllocator<bf16>> first(static_cast<std::size_t>(s.n * s.k));
+      std::vector<bf16, HugePages<bf16>> first(static_cast<std::size_t>(s.n * s.k));
       bench::fill_uniform(first.data(), first.size(), 0.05f, 13);
-      slot->dense.assign(copies, first);
+      slot->copies.dense.assign(copies, first);
     }
     slot->bias = Tensor<bf16, 1>({s.n});
     bench::fill_uniform(slot->bias.data(), static_cast<std::size_t>(s.n), 0.1f, 14);
@@ -137,53 +172,33 @@ Weights& weights_for(const Shape& s) {
   return *slot;
 }
 
-/// The 4 KiB-page copies of a shape.
-void ensure_small_pages(Weights& w) {
-  if (!w.small_blocks.empty() || !w.small_dense.empty()) return;
-  for (std::size_t c = 0; c < w.copies(); ++c) {
-    if (!w.fp4.empty()) {
-      w.small_blocks.emplace_back(w.fp4[c].blocks().begin(), w.fp4[c].blocks().end());
-      w.small_scales.emplace_back(w.fp4[c].scales().begin(), w.fp4[c].scales().end());
-    } else {
-      w.small_dense.emplace_back(w.dense[c].begin(), w.dense[c].end());
-    }
-  }
-}
-
 /// The 8-bit copies of a bf16 shape (one quantization, copied).
 void ensure_int8(Weights& w) {
   if (!w.int8.empty()) return;
-  const Int8Matrix first = quantize_int8(MatrixView<const bf16>{w.dense[0].data(), {w.n, w.k}}, "bench weights");
-  w.int8.assign(w.dense.size(), first);
+  const Int8Matrix first = quantize_int8(w.copies.dense_view(0, w.n, w.k), "bench weights");
+  w.int8.assign(w.copies.size(), first);
 }
 
 /// Runs the chosen implementation once: y (T, N) = x (T, K) W^T + bias.
 void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x, Tensor<float, 2>& y,
                 Path path = Path::default_path) {
   const VectorView<const bf16> bias = w.bias.view();
-  if (path == Path::small_pages) {
-    if (s.mxfp4) {
-      kernels::linear(cpu_fast{}, w.small_fp4_view(), bias, x.view(), y.view());
-    } else {
-      kernels::linear(cpu_fast{}, w.small_dense_view(), bias, x.view(), y.view());
-    }
-    return;
-  }
-  const MatrixView<const bf16> dense = w.dense_view();
+  const FP4TensorView<MXFP4Checkpoint> fp4 = s.mxfp4 ? w.fp4_view(path) : FP4TensorView<MXFP4Checkpoint>{};
+  const MatrixView<const bf16> dense = w.dense_view(path);
   switch (impl) {
     case Impl::fast_int8:
       kernels::linear(cpu_fast{}, w.int8_view(), bias, x.view(), y.view());
       return;
     case Impl::fast_int8act:
       if (s.mxfp4) {
-        kernels::linear(cpu_fast{}, w.fp4_view(), bias, x.view(), y.view());
+        kernels::linear(cpu_fast{}, fp4, bias, x.view(), y.view());
       } else {
         kernels::linear(cpu_fast{}, w.int8_view(), bias, x.view(), y.view());
       }
       return;
     case Impl::reference:
       if (s.mxfp4) {
-        kernels::linear(cpu_reference{}, w.fp4_view(), bias, x.view(), y.view());
+        kernels::linear(cpu_reference{}, fp4, bias, x.view(), y.view());
       } else {
         kernels::linear(cpu_reference{}, dense, bias, x.view(), y.view());
       }
@@ -197,7 +212,7 @@ void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
       for (index_t r = 0; r < s.n; ++r) {
         std::span<float> row(buffer + r * s.k, static_cast<std::size_t>(s.k));
         if (s.mxfp4) {
-          w.fp4_view().decode_row(r, row);
+          fp4.decode_row(r, row);
         } else {
           decode_row(dense, r, row);
         }
@@ -213,7 +228,7 @@ void run_linear(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
     }
     default:
       if (s.mxfp4) {
-        kernels::linear(cpu_fast{}, w.fp4_view(), bias, x.view(), y.view());
+        kernels::linear(cpu_fast{}, fp4, bias, x.view(), y.view());
       } else {
         kernels::linear(cpu_fast{}, dense, bias, x.view(), y.view());
       }
@@ -305,7 +320,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
   if (uses_int8_copies(s, impl)) ensure_int8(w);
-  if (path == Path::small_pages) ensure_small_pages(w);
+  if (path == Path::small_pages && w.copies_4k.empty()) w.copies_4k.copy_from(w.copies);
   Tensor<float, 2> x({t_count, s.k}), y({t_count, s.n});
   bench::fill_uniform(x.data(), static_cast<std::size_t>(x.size()), 1.0f, 21 + t_count);
   run_linear(s, w, impl, x, y, path);  // warm-up, and the output to validate
@@ -356,9 +371,8 @@ void register_benchmarks() {
                 (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
               continue;
             }
-            const std::string name = "linear/" + shape + "/" + impl_name(impl) +
-                                     (path == Path::rows ? "_rows" : path == Path::small_pages ? "_4k_pages" : "") + "/T:" + std::to_string(t) +
-                                     "/threads:" + std::to_string(threads);
+            const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +
+                                     "/T:" + std::to_string(t) + "/threads:" + std::to_string(threads);
             benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads, path)
                 ->Unit(benchmark::kMicrosecond)
                 ->UseRealTime()
