@@ -168,18 +168,12 @@ void register_benchmarks() {
   for (const auto& [label, c] : cases) {
     benchmark::RegisterBenchmark(("attention/" + label + "/reference/threads:1").c_str(), bm_attention,
                                  c, false, 1)
-        ->Unit(benchmark::kMicrosecond)
-        ->UseRealTime()
-        ->ComputeStatistics("min", bench::minimum)
-        ->ComputeStatistics("max", bench::maximum);
+        ->Apply(bench::timed_in_microseconds);
     for (int threads : {1, 2}) {
       benchmark::RegisterBenchmark(
           ("attention/" + label + "/fast/threads:" + std::to_string(threads)).c_str(), bm_attention,
           c, true, threads)
-          ->Unit(benchmark::kMicrosecond)
-          ->UseRealTime()
-          ->ComputeStatistics("min", bench::minimum)
-          ->ComputeStatistics("max", bench::maximum);
+          ->Apply(bench::timed_in_microseconds);
     }
   }
   for (index_t s_count : {4096, 32768}) {
@@ -188,22 +182,11 @@ void register_benchmarks() {
                                     (concat ? "concat" : "parts") + "/threads:2")
                                        .c_str(),
                                    bm_cached_decode, Case{1, s_count, 0}, concat, 2)
-          ->Unit(benchmark::kMicrosecond)
-          ->UseRealTime()
-          ->ComputeStatistics("min", bench::minimum)
-          ->ComputeStatistics("max", bench::maximum);
+          ->Apply(bench::timed_in_microseconds);
     }
   }
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  bench::add_machine_context();
-  register_benchmarks();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return gptoss::bench::run_main(argc, argv, register_benchmarks); }

@@ -374,10 +374,7 @@ void register_benchmarks() {
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +
                                      "/T:" + std::to_string(t) + "/threads:" + std::to_string(threads);
             benchmark::RegisterBenchmark(name.c_str(), bm_linear, s, impl, t, threads, path)
-                ->Unit(benchmark::kMicrosecond)
-                ->UseRealTime()
-                ->ComputeStatistics("min", bench::minimum)
-                ->ComputeStatistics("max", bench::maximum);
+                ->Apply(bench::timed_in_microseconds);
           }
         }
       }
@@ -387,12 +384,4 @@ void register_benchmarks() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  bench::add_machine_context();
-  register_benchmarks();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return gptoss::bench::run_main(argc, argv, register_benchmarks); }
