@@ -7,7 +7,9 @@
 // Prints prefill tokens/s, decode tokens/s, the bytes a decode step must read
 // (weights of the attention, router, 4 of the experts and the unembedding,
 // plus the KV cache) and that as a fraction of the memory bandwidth measured
-// in the same run.
+// in the same run: against the fastest of all probes (before the weights are
+// made and after each run), and each run against the probes on either side
+// of it (decode_bandwidth_fraction_runs in the JSON, in run order).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -58,12 +60,14 @@ inline int run_bench(const BenchArgs& a) {
     if (!a.json) std::cerr << line << std::endl;
   };
 
-  // The probe runs before the weights are made and again after the decode
-  // runs (a 256 MiB buffer then, to keep the peak memory near the weights');
-  // the bound uses the faster. On a shared or virtual machine memory that was
-  // just handed to the process can read slowly for a while: a single probe
-  // at the start can fall well below what the decode itself then streams.
+  // The probe runs before the weights are made and again after each decode
+  // run (a 256 MiB buffer then, to keep the peak memory near the weights');
+  // the bound uses the fastest. On a shared or virtual machine memory that
+  // was just handed to the process can read slowly for a while, and the
+  // host's load moves the rate from one run to the next: a single probe at
+  // the start can fall well below what the decode itself then streams.
   const double bandwidth_before = kernels::fast::measure_read_bandwidth(thread_pool());
+  std::vector<double> probes{bandwidth_before};  // in time order
   log("memory read bandwidth: " + std::to_string(bandwidth_before / 1e9) + " GB/s with " + std::to_string(threads) +
       " threads");
 
@@ -108,7 +112,7 @@ inline int run_bench(const BenchArgs& a) {
   }
 
   double best_prefill = 0.0;
-  std::vector<double> decode_rates;
+  std::vector<double> decode_rates, run_bandwidths;  // in run order
   std::size_t kv_bytes_per_token_read = 0;
   for (int r = 0; r < a.repeat; ++r) {
     Sequence seq = model.new_sequence(a.prompt + a.gen);
@@ -129,12 +133,14 @@ inline int run_bench(const BenchArgs& a) {
     for (std::size_t l = 0; l < seq.num_layers(); ++l) {
       kv_bytes_per_token_read += static_cast<std::size_t>(seq.cache(l).size()) * 2 * dims.num_kv_heads * dims.head_dim * sizeof(float);
     }
+    // This run's bound: the faster of the probes just before and just after it.
+    probes.push_back(kernels::fast::measure_read_bandwidth(thread_pool(), std::size_t{1} << 28, 8));
+    run_bandwidths.push_back(std::max(probes[probes.size() - 2], probes.back()));
     log("run " + std::to_string(r + 1) + ": prefill " + std::to_string(a.prompt / prefill_s) + " tokens/s, decode " +
-        std::to_string(a.gen / decode_s) + " tokens/s");
+        std::to_string(a.gen / decode_s) + " tokens/s; memory read bandwidth after it " +
+        std::to_string(probes.back() / 1e9) + " GB/s");
   }
-  const double bandwidth_after = kernels::fast::measure_read_bandwidth(thread_pool(), std::size_t{1} << 28, 8);
-  log("memory read bandwidth after the runs: " + std::to_string(bandwidth_after / 1e9) + " GB/s");
-  const double bandwidth = std::max(bandwidth_before, bandwidth_after);
+  const double bandwidth = *std::max_element(probes.begin(), probes.end());
   // Bytes one decode step reads: all weights but the embedding table (one row
   // is read) and the unused experts, plus the KV cache.
   const double expert_bytes = static_cast<double>(count.bytes_by_dtype.count("MXFP4") ? count.bytes_by_dtype.at("MXFP4") : 0);
@@ -144,14 +150,18 @@ inline int run_bench(const BenchArgs& a) {
                               expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0 -
                               static_cast<double>(int8.bf16_bytes) + static_cast<double>(int8.int8_bytes);
   const double decode_bytes = weight_bytes + static_cast<double>(kv_bytes_per_token_read);
-  std::sort(decode_rates.begin(), decode_rates.end());
+  std::vector<double> run_fractions;  // each run against its own adjacent probes
+  for (std::size_t r = 0; r < decode_rates.size(); ++r) {
+    run_fractions.push_back(decode_rates[r] * decode_bytes / run_bandwidths[r]);
+  }
   const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   const double flops_per_token = 2.0 * static_cast<double>(count.active_per_token);
 
   if (a.json) {
     nlohmann::ordered_json j{{"config", a.config}, {"layers", dims.num_layers}, {"threads", threads}};
     j.update(f.json());
-    j["bandwidth_probes_bytes_per_s"] = {bandwidth_before, bandwidth_after};
+    j["bandwidth_probes_bytes_per_s"] = probes;
+    j["decode_bandwidth_fraction_runs"] = run_fractions;
     j["prefill_flop_per_s"] = best_prefill * flops_per_token;
     j["isa"] = std::string(isa_name(active_isa()));
     j["matmul_precision"] = precision;
@@ -166,6 +176,11 @@ inline int run_bench(const BenchArgs& a) {
               << "prefill (" << a.prompt << " tokens): " << best_prefill << " tokens/s ("
               << best_prefill * flops_per_token / 1e9 << " GFLOP/s at 2 x active parameters)\n";
     f.print_decode(std::cout);
+    std::cout << "each run against the probes just before and after it:";
+    for (std::size_t r = 0; r < run_fractions.size(); ++r) {
+      std::cout << (r == 0 ? " " : ", ") << 100.0 * run_fractions[r] << "%";
+    }
+    std::cout << "\n";
   }
   return 0;
 }

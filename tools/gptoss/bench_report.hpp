@@ -2,6 +2,7 @@
 // JSON fields both devices share and the decode lines of the text report.
 #pragma once
 
+#include <algorithm>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -13,11 +14,12 @@ namespace gptoss::cli {
 struct ModelBenchFigures {
   int prompt = 0, gen = 0, repeat = 0;
   double prefill_tokens_per_s = 0.0;
-  std::vector<double> decode_rates;  // tokens/s of each run, ascending
+  std::vector<double> decode_rates;  // tokens/s of each run, in run order
   double decode_bytes = 0.0;         // bytes one decode step reads
   double bandwidth = 0.0;            // measured bytes/s
 
-  double best_decode() const { return decode_rates.back(); }
+  double best_decode() const { return *std::max_element(decode_rates.begin(), decode_rates.end()); }
+  double worst_decode() const { return *std::min_element(decode_rates.begin(), decode_rates.end()); }
   /// Decode tokens/s if every byte moved at the measured rate.
   double bound() const { return bandwidth / decode_bytes; }
 
@@ -35,7 +37,7 @@ struct ModelBenchFigures {
 
   /// The "decode:" and "decode reads" lines (fixed notation set by the caller).
   void print_decode(std::ostream& out) const {
-    out << "decode: " << best_decode() << " tokens/s (best of " << repeat << "; worst " << decode_rates.front()
+    out << "decode: " << best_decode() << " tokens/s (best of " << repeat << "; worst " << worst_decode()
         << ")\n"
         << "decode reads " << decode_bytes / 1e9 << " GB per token; at the measured " << bandwidth / 1e9
         << " GB/s the bound is " << bound() << " tokens/s: " << 100.0 * best_decode() / bound() << "% of it\n";

@@ -89,7 +89,6 @@ inline int run_cuda_bench(const CudaBenchArgs& a) {
     kv_read += keys * 2.0 * d.num_kv_heads * d.head_dim * sizeof(float);
   }
   const double decode_bytes = weights_read + kv_read;
-  std::sort(decode_rates.begin(), decode_rates.end());
   const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   // FLOPs per prefill token: 2 x the parameters each token multiplies by
   // (attention projections, router, k experts; the unembedding runs once).
