@@ -109,18 +109,6 @@ inline constexpr int64_t kRowBlock = 16;  // rows per block (a multiple of every
 inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
 inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
-/// Throws the reference's ShapeError unless W (N, K), x (T, K), y (T, N) and
-/// bias (N or empty) fit.
-inline void check_linear_shapes(int64_t n, int64_t k, VectorView<const bf16> bias,
-                                MatrixView<const float> x, MatrixView<float> y) {
-  if (x.extent(1) != k || y.extent(0) != x.extent(0) || y.extent(1) != n ||
-      (!bias.empty() && bias.extent(0) != n)) {
-    throw ShapeError("linear: weight " + shape_string(std::array{n, k}) + ", input " +
-                     shape_string(x.shape()) + ", output " + shape_string(y.shape()) + ", bias " +
-                     shape_string(bias.shape()) + " do not fit");
-  }
-}
-
 /// Per-thread scratch buffers, one per Slot, of at least n elements.
 enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding, panel, panel_scales, panel_rows };
 template <class T, ScratchSlot Slot>
@@ -908,7 +896,7 @@ namespace gptoss::kernels {
 inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView<const bf16> bias,
                    MatrixView<const float> x, MatrixView<float> y) {
   const int64_t n = w.rows(), k = w.cols();
-  fast::check_linear_shapes(n, k, bias, x, y);
+  check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
   const fast::Mxfp4Rows rows{w.blocks(), w.scales(), n, w.blocks_per_row()};
   auto exact = [&](int64_t r, int64_t t0, int64_t count) {
@@ -949,7 +937,7 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
 inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const bf16> bias,
                    MatrixView<const float> x, MatrixView<float> y) {
   const int64_t n = w.extent(0), k = w.extent(1);
-  fast::check_linear_shapes(n, k, bias, x, y);
+  check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
   const fast::DenseRows<bf16> rows{w.data(), n, k};
   const auto& none = fast::no_exact_rows;
@@ -988,7 +976,7 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
 inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bias, MatrixView<const float> x,
                    MatrixView<float> y) {
   const int64_t n = w.rows(), k = w.cols();
-  fast::check_linear_shapes(n, k, bias, x, y);
+  check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
   const fast::Int8Rows rows{w.values(), w.scales(), n, w.blocks_per_row()};
   const auto& none = fast::no_exact_rows;
@@ -1019,7 +1007,7 @@ inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bia
 inline void linear(cpu_fast, const MatrixView<const float>& w, VectorView<const bf16> bias,
                    MatrixView<const float> x, MatrixView<float> y) {
   const int64_t n = w.extent(0), k = w.extent(1);
-  fast::check_linear_shapes(n, k, bias, x, y);
+  check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
   const fast::DenseRows<float> rows{w.data(), n, k};
   const auto& none = fast::no_exact_rows;

@@ -104,11 +104,7 @@ namespace gptoss::kernels {
 inline void rms_norm(cpu_fast, MatrixView<const float> x, VectorView<const bf16> scale, float eps,
                      MatrixView<float> out) {
   const index_t t_count = x.extent(0), d = x.extent(1);
-  if (scale.extent(0) != d || out.shape() != x.shape()) {
-    throw ShapeError("rms_norm: input " + shape_string(x.shape()) + ", scale " +
-                     shape_string(scale.shape()) + ", output " + shape_string(out.shape()) +
-                     " do not fit");
-  }
+  check_rms_norm_shapes(x, scale, out);
   const Isa isa = active_isa();
   if (isa == Isa::scalar || d == 0) {
     rms_norm(cpu_reference{}, x, scale, eps, out);

@@ -97,12 +97,7 @@ namespace gptoss::kernels {
 inline void apply_rotary(cpu_fast, TensorView<float, 3> x, MatrixView<const float> cos,
                          MatrixView<const float> sin) {
   const index_t t_count = x.extent(0), heads = x.extent(1), half = x.extent(2) / 2;
-  if (x.extent(2) % 2 != 0 || cos.extent(0) != t_count || cos.extent(1) != half ||
-      sin.shape() != cos.shape()) {
-    throw ShapeError("apply_rotary: x " + shape_string(x.shape()) + ", cos " +
-                     shape_string(cos.shape()) + ", sin " + shape_string(sin.shape()) +
-                     " do not fit");
-  }
+  check_rotary_shapes(x, cos, sin);
   const Isa isa = active_isa();
   if (isa == Isa::scalar || half == 0) {
     apply_rotary(cpu_reference{}, x, cos, sin);

@@ -7,17 +7,24 @@
 
 namespace gptoss::kernels {
 
-/// Rotates x (T, H, D) in place; cos and sin are (T, D/2), already scaled by
-/// the YaRN concentration.
-inline void apply_rotary(cpu_reference, TensorView<float, 3> x, MatrixView<const float> cos,
-                         MatrixView<const float> sin) {
-  const index_t t_count = x.extent(0), heads = x.extent(1), half = x.extent(2) / 2;
+/// Throws ShapeError unless x is (T, H, D) with D even and cos and sin are
+/// both (T, D/2). Every backend's apply_rotary checks this first.
+inline void check_rotary_shapes(TensorView<float, 3> x, MatrixView<const float> cos, MatrixView<const float> sin) {
+  const index_t t_count = x.extent(0), half = x.extent(2) / 2;
   if (x.extent(2) % 2 != 0 || cos.extent(0) != t_count || cos.extent(1) != half ||
       sin.shape() != cos.shape()) {
     throw ShapeError("apply_rotary: x " + shape_string(x.shape()) + ", cos " +
                      shape_string(cos.shape()) + ", sin " + shape_string(sin.shape()) +
                      " do not fit");
   }
+}
+
+/// Rotates x (T, H, D) in place; cos and sin are (T, D/2), already scaled by
+/// the YaRN concentration.
+inline void apply_rotary(cpu_reference, TensorView<float, 3> x, MatrixView<const float> cos,
+                         MatrixView<const float> sin) {
+  const index_t t_count = x.extent(0), heads = x.extent(1), half = x.extent(2) / 2;
+  check_rotary_shapes(x, cos, sin);
   for (index_t t = 0; t < t_count; ++t) {
     for (index_t h = 0; h < heads; ++h) {
       for (index_t i = 0; i < half; ++i) {
