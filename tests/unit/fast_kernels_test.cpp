@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -19,6 +20,7 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -245,6 +247,55 @@ TEST_CASE("Fast kernels: parallel_for covers every index once", "[fast][threads]
       }
     }
   }
+}
+
+TEST_CASE("Fast kernels: parallel_for_stealing covers every index once", "[fast][threads]") {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (std::int64_t count : {0, 1, 7, 16, 100, 1001, 4099}) {
+      for (std::int64_t grain : {1, 4, 16, 1000}) {
+        for (std::int64_t chunk : {1, 3, 64}) {
+          std::vector<std::atomic<int>> hits(static_cast<std::size_t>(count));
+          std::atomic<int> bad_ranges{0};
+          pool.parallel_for_stealing(10, 10 + count, grain, chunk, [&](std::int64_t first, std::int64_t last) {
+            // Non-empty, at most `chunk` grains, starting on a grain, whole grains but the last.
+            const std::int64_t a = first - 10, b = last - 10;
+            if (!(a < b && b - a <= chunk * grain && a % grain == 0 && (b == count || b % grain == 0))) bad_ranges++;
+            for (std::int64_t i = a; i < b; ++i) hits[static_cast<std::size_t>(i)]++;
+          });
+          REQUIRE(bad_ranges.load() == 0);
+          for (auto& h : hits) REQUIRE(h.load() == 1);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast kernels: parallel_for_stealing hands a stalled thread's share to the others",
+          "[fast][threads]") {
+  // The caller (thread 0) stalls on its first chunk; the worker finishes its
+  // own half, then takes back halves of the caller's share, so it runs well
+  // over half of the range. With a static split it would run exactly half.
+  ThreadPool pool(2);
+  constexpr std::int64_t count = 64;
+  const std::thread::id caller = std::this_thread::get_id();
+  std::atomic<std::int64_t> by_worker{0};
+  std::atomic<bool> stalled{false};
+  pool.parallel_for_stealing(0, count, 1, 1, [&](std::int64_t first, std::int64_t last) {
+    if (std::this_thread::get_id() != caller) {
+      by_worker += last - first;
+    } else if (!stalled.exchange(true)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  });
+  REQUIRE(by_worker.load() >= count - 2);
+  // An exception from one range reaches the caller, and the pool still works.
+  REQUIRE_THROWS_AS(pool.parallel_for_stealing(0, 100, 1, 2, [&](std::int64_t first, std::int64_t last) {
+    if (first <= 50 && 50 < last) throw std::runtime_error("index 50");
+  }), std::runtime_error);
+  std::atomic<std::int64_t> total{0};
+  pool.parallel_for_stealing(0, 100, 1, 2, [&](std::int64_t first, std::int64_t last) { total += last - first; });
+  REQUIRE(total.load() == 100);
 }
 
 TEST_CASE("Fast kernels: thread pool runs nested calls inline and rethrows", "[fast][threads]") {

@@ -32,6 +32,7 @@ class ThreadPool {
   /// means std::thread::hardware_concurrency().
   explicit ThreadPool(int threads = 0) {
     const int n = threads > 0 ? threads : hardware_threads();
+    shares_ = std::make_unique<Share[]>(static_cast<std::size_t>(n));
     workers_.reserve(static_cast<std::size_t>(n - 1));
     for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
   }
@@ -65,16 +66,7 @@ class ThreadPool {
       return;
     }
     std::lock_guard<std::mutex> lock(call_mutex_);
-    using F = std::remove_reference_t<Fn>;
-    job_ = Job{[](void* ctx, int task) { (*static_cast<F*>(ctx))(task); },
-               const_cast<void*>(static_cast<const void*>(std::addressof(fn))), tasks, size()};
-    error_ = nullptr;
-    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    generation_.notify_all();
-    run_share(0);
-    wait_for_workers();
-    if (error_) std::rethrow_exception(error_);
+    dispatch(tasks, fn);
   }
 
   /// Splits [begin, end) into at most size() contiguous ranges, each a
@@ -95,7 +87,124 @@ class ThreadPool {
     });
   }
 
+  /// Like parallel_for (ranges start on a grain and are whole grains but the
+  /// last), balanced at the end: each thread starts on its own contiguous
+  /// share of [begin, end) and walks it front to back, calling fn(first, last)
+  /// for `chunk` grains at a time; a thread whose share is done takes the back
+  /// half of the largest share not yet started and walks that. Each thread
+  /// still reads one forward stream for most of the range (what row-streaming
+  /// kernels want), and a thread the host slows down does not keep the others
+  /// waiting for its whole share. fn may be called several times per thread.
+  template <class Fn>
+  void parallel_for_stealing(std::int64_t begin, std::int64_t end, std::int64_t grain,
+                             std::int64_t chunk, Fn&& fn) {
+    const std::int64_t count = end - begin;
+    if (count <= 0) return;
+    grain = std::max<std::int64_t>(grain, 1);
+    chunk = std::max<std::int64_t>(chunk, 1);
+    const std::int64_t grains = (count + grain - 1) / grain;
+    const int tasks = static_cast<int>(std::min<std::int64_t>(grains, size()));
+    if (tasks == 1 || workers_.empty() || inside_task() || grains > kMaxShareGrains) {
+      parallel_for(begin, end, grain, [&](std::int64_t first, std::int64_t last) {
+        for (std::int64_t a = first; a < last; a += chunk * grain) fn(a, std::min(last, a + chunk * grain));
+      });
+      return;
+    }
+    const std::int64_t per_task = (grains + tasks - 1) / tasks;
+    auto call = [&](std::uint64_t first_grain, std::uint64_t last_grain) {
+      fn(begin + static_cast<std::int64_t>(first_grain) * grain,
+         std::min(end, begin + static_cast<std::int64_t>(last_grain) * grain));
+    };
+    auto task = [&](int t) {
+      std::atomic<std::uint64_t>& own = shares_[static_cast<std::size_t>(t)].range;
+      for (;;) {
+        std::uint64_t first = 0, last = 0;
+        while (claim_front(own, static_cast<std::uint64_t>(chunk), first, last)) call(first, last);
+        if (!steal_back_half(t, tasks, own)) return;
+      }
+    };
+    std::lock_guard<std::mutex> lock(call_mutex_);
+    for (int t = 0; t < tasks; ++t) {
+      const std::int64_t first = std::min(grains, t * per_task);
+      const std::int64_t last = std::min(grains, first + per_task);
+      shares_[static_cast<std::size_t>(t)].range.store(
+          pack_share(static_cast<std::uint64_t>(first), static_cast<std::uint64_t>(last)),
+          std::memory_order_relaxed);
+    }
+    dispatch(tasks, task);
+  }
+
  private:
+  /// A thread's share of a parallel_for_stealing range, in grains: the first
+  /// grain not yet claimed (low 32 bits) and the end (high 32 bits), on its
+  /// own cache line.
+  struct alignas(64) Share {
+    std::atomic<std::uint64_t> range{0};
+  };
+  static constexpr std::int64_t kMaxShareGrains = std::int64_t{0xffffffff};
+
+  static std::uint64_t pack_share(std::uint64_t first, std::uint64_t last) noexcept {
+    return first | (last << 32);
+  }
+
+  /// Claims up to `chunk` grains from the front of `share`; false when it is empty.
+  static bool claim_front(std::atomic<std::uint64_t>& share, std::uint64_t chunk, std::uint64_t& first,
+                          std::uint64_t& last) noexcept {
+    std::uint64_t now = share.load(std::memory_order_acquire);
+    for (;;) {
+      first = now & 0xffffffffu;
+      const std::uint64_t end = now >> 32;
+      if (first >= end) return false;
+      last = std::min(end, first + chunk);
+      if (share.compare_exchange_weak(now, pack_share(last, end), std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+        return true;
+      }
+    }
+  }
+
+  /// Moves the back half (rounded up) of the largest unclaimed share of the
+  /// other tasks into `own` (which is empty); false when every share is empty.
+  bool steal_back_half(int thief, int tasks, std::atomic<std::uint64_t>& own) noexcept {
+    for (;;) {
+      int victim = -1;
+      std::uint64_t victim_range = 0, most = 0;
+      for (int t = 0; t < tasks; ++t) {
+        if (t == thief) continue;
+        const std::uint64_t now = shares_[static_cast<std::size_t>(t)].range.load(std::memory_order_acquire);
+        const std::uint64_t first = now & 0xffffffffu, end = now >> 32;
+        if (first < end && end - first > most) {
+          victim = t;
+          victim_range = now;
+          most = end - first;
+        }
+      }
+      if (victim < 0) return false;
+      const std::uint64_t first = victim_range & 0xffffffffu, end = victim_range >> 32;
+      const std::uint64_t middle = first + most / 2;
+      if (shares_[static_cast<std::size_t>(victim)].range.compare_exchange_strong(
+              victim_range, pack_share(first, middle), std::memory_order_acq_rel, std::memory_order_acquire)) {
+        own.store(pack_share(middle, end), std::memory_order_release);
+        return true;
+      }
+    }
+  }
+
+  /// Runs fn(task) for every task (see run); call_mutex_ is held.
+  template <class Fn>
+  void dispatch(int tasks, Fn& fn) {
+    using F = std::remove_reference_t<Fn>;
+    job_ = Job{[](void* ctx, int task) { (*static_cast<F*>(ctx))(task); },
+               const_cast<void*>(static_cast<const void*>(std::addressof(fn))), tasks, size()};
+    error_ = nullptr;
+    pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    run_share(0);
+    wait_for_workers();
+    if (error_) std::rethrow_exception(error_);
+  }
+
   struct Job {
     void (*invoke)(void* ctx, int task) = nullptr;
     void* ctx = nullptr;
@@ -166,6 +275,7 @@ class ThreadPool {
   }
 
   std::vector<std::thread> workers_;
+  std::unique_ptr<Share[]> shares_;
   std::atomic<std::uint32_t> generation_{0};
   std::atomic<int> pending_{0};
   std::atomic<bool> stop_{false};
