@@ -1,7 +1,9 @@
 // cpu_fast linear layer: y (T, N) = x (T, K) W^T + bias for MXFP4, bf16 and
 // fp32 weights, same signature and semantics as the reference overload.
 //
-// Work split: rows of W go to the thread pool in contiguous ranges; inside a
+// Work split: rows of W go to the thread pool in contiguous ranges, one per
+// thread, each walked front to back; a thread that finishes early takes the
+// back half of what another has not started (parallel_for_stealing). Inside a
 // range, blocks of kRowBlock rows are multiplied with tiles of up to
 // kMaxTokens tokens by the ISA's micro-kernels (linear_avx512.hpp,
 // linear_avx2.hpp, linear_portable.hpp), K cut into blocks whose activation
@@ -106,6 +108,10 @@ inline MatmulPrecision matmul_precision() noexcept {
 namespace gptoss::kernels::fast {
 
 inline constexpr int64_t kRowBlock = 16;  // rows per block (a multiple of every R)
+// Row blocks a thread claims at a time from its share of a product
+// (ThreadPool::parallel_for_stealing): 64 rows, so claims cost nothing next
+// to the rows' bytes and the last claim of a product is short.
+inline constexpr int64_t kStealChunkBlocks = 4;
 inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
 inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
@@ -622,7 +628,7 @@ void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
     linear_rows<Family>(w, chunks, packed, stride, t_count, bias, y, first, last, exact_row);
   };
   if (parallel) {
-    pool.parallel_for(0, n, kRowBlock, rows);
+    pool.parallel_for_stealing(0, n, kRowBlock, kStealChunkBlocks, rows);
   } else {
     rows(0, n);
   }
@@ -732,6 +738,10 @@ struct PanelInt8 {
   }
 };
 
+/// Panels a thread claims at a time in run_panel_linear (the next panel's
+/// rows are prefetched within a claim only).
+inline constexpr int64_t kStealChunkPanels = 4;
+
 /// y (T, N) = x W^T + bias by panels: build(row, rows, panel) decodes rows
 /// [row, row + rows) of W, flag(row, rows, bad) marks rows to recompute with
 /// exact_row(r, 0, T). While a panel's tiles compute, the rows of the next
@@ -781,7 +791,7 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
     }
   };
   if (parallel) {
-    pool.parallel_for(0, n, kPanelRows, rows);
+    pool.parallel_for_stealing(0, n, kPanelRows, kStealChunkPanels, rows);
   } else {
     rows(0, n);
   }
