@@ -273,9 +273,10 @@ TEST_CASE("Fast kernels: parallel_for_stealing covers every index once", "[fast]
 
 TEST_CASE("Fast kernels: parallel_for_stealing hands a stalled thread's share to the others",
           "[fast][threads]") {
-  // The caller (thread 0) stalls on its first chunk; the worker finishes its
-  // own half, then takes back halves of the caller's share, so it runs well
-  // over half of the range. With a static split it would run exactly half.
+  // The caller (thread 0) stalls on its first chunk until the worker has run
+  // every other index (or 30 s pass): the worker finishes its own half, then
+  // takes back halves of the caller's share until none is left. With a static
+  // split it would run exactly half, and the caller would give up waiting.
   ThreadPool pool(2);
   constexpr std::int64_t count = 64;
   const std::thread::id caller = std::this_thread::get_id();
@@ -285,10 +286,13 @@ TEST_CASE("Fast kernels: parallel_for_stealing hands a stalled thread's share to
     if (std::this_thread::get_id() != caller) {
       by_worker += last - first;
     } else if (!stalled.exchange(true)) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+      while (by_worker.load() < count - 1 && std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
     }
   });
-  REQUIRE(by_worker.load() >= count - 2);
+  REQUIRE(by_worker.load() == count - 1);
   // An exception from one range reaches the caller, and the pool still works.
   REQUIRE_THROWS_AS(pool.parallel_for_stealing(0, 100, 1, 2, [&](std::int64_t first, std::int64_t last) {
     if (first <= 50 && 50 < last) throw std::runtime_error("index 50");
