@@ -4,7 +4,7 @@
 # default 0.7, for at most GPTOSS_BENCH_WAIT seconds, default 1800), then runs
 # every benchmark GPTOSS_BENCH_REPS times (default 5) and writes the
 # aggregates (mean, median, stddev, cv, min, max) as JSON next to the console
-# output. Extra arguments go to both programs (e.g. --benchmark_filter=...).
+# output. Extra arguments go to every program (e.g. --benchmark_filter=...).
 #
 #   bash benchmarks/run_kernel_benchmarks.sh [build-dir] [-- benchmark args]
 set -euo pipefail
@@ -37,7 +37,7 @@ wait_for_quiet() {
   done
 }
 
-for program in gptoss_bench_linear gptoss_bench_attention; do
+for program in gptoss_bench_linear gptoss_bench_attention gptoss_bench_thread_pool; do
   wait_for_quiet
   echo "== $program ($(date -u +%FT%TZ), $(cut -d' ' -f1-3 /proc/loadavg))"
   "$build_dir/benchmarks/$program" \
