@@ -61,14 +61,18 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// How the fast kernels take batches: the default (32-row panels decoded once
 /// per call from kPanelMinTokens tokens on), or row streaming forced; or, at
 /// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
-/// baseline for the huge pages the weights get, core/huge_pages.hpp).
-enum class Path { default_path, rows, small_pages };
+/// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
+/// at batch 1 with bf16 dot products, bf16 rows read 4 per micro-kernel call
+/// ("_grouped_rows": the baseline for the one row per call used by default,
+/// Bf16DecodeRows).
+enum class Path { default_path, rows, small_pages, grouped_rows };
 
 const char* path_suffix(Path path) {
   switch (path) {
     case Path::default_path: return "";
     case Path::rows: return "_rows";
     case Path::small_pages: return "_4k_pages";
+    case Path::grouped_rows: return "_grouped_rows";
   }
   return "?";
 }
@@ -317,6 +321,8 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
                const int threads, const Path path) {
   set_num_threads(threads);
   kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
+  kernels::fast::set_bf16_decode_rows(path == Path::grouped_rows ? kernels::fast::Bf16DecodeRows::grouped
+                                                                 : kernels::fast::Bf16DecodeRows::one);
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
   if (uses_int8_copies(s, impl)) ensure_int8(w);
@@ -340,6 +346,7 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
   set_matmul_precision(MatmulPrecision::fp32);
   kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
+  kernels::fast::set_bf16_decode_rows(kernels::fast::Bf16DecodeRows::one);
 }
 
 void register_benchmarks() {
@@ -363,12 +370,16 @@ void register_benchmarks() {
           }
           if (impl == Impl::fast_int8act && !has_avx512_vnni()) continue;
           const bool fast = impl != Impl::reference && impl != Impl::eigen;
-          for (Path path : {Path::default_path, Path::rows, Path::small_pages}) {
+          for (Path path : {Path::default_path, Path::rows, Path::small_pages, Path::grouped_rows}) {
             // The row-streaming baseline, next to the panels it is replaced by.
             if (path == Path::rows && (!fast || t < kernels::fast::kPanelMinTokens)) continue;
             // The page-size baseline: decode (batch 1) from DRAM, fp32 and bf16.
             if (path == Path::small_pages &&
                 (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
+              continue;
+            }
+            // The row-grouping baseline: one-token bf16 dot products of bf16 weights.
+            if (path == Path::grouped_rows && (t != 1 || s.mxfp4 || impl != Impl::fast_bf16)) {
               continue;
             }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +

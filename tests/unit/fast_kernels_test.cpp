@@ -61,6 +61,18 @@ class ScopedPrecision {
   MatmulPrecision previous_;
 };
 
+/// Sets how one-token bf16 products walk their rows for a scope.
+class ScopedBf16DecodeRows {
+ public:
+  explicit ScopedBf16DecodeRows(kernels::fast::Bf16DecodeRows rows) : previous_(kernels::fast::bf16_decode_rows()) {
+    kernels::fast::set_bf16_decode_rows(rows);
+  }
+  ~ScopedBf16DecodeRows() { kernels::fast::set_bf16_decode_rows(previous_); }
+
+ private:
+  kernels::fast::Bf16DecodeRows previous_;
+};
+
 /// Relative bound per precision, in units of sum_k |w x|.
 double linear_tolerance(MatmulPrecision p, Isa isa) {
   const bool bf16_dot = isa == Isa::avx512 && cpu_features().avx512bf16;
@@ -521,15 +533,22 @@ TEST_CASE("Fast linear: int8 precision on MXFP4 weights, special activations", "
 TEST_CASE("Fast linear: bf16 and fp32 weights match the reference on odd sizes", "[fast][linear]") {
   test::Rng rng(303);
   struct Shape { index_t n, k; };
+  // 97 x 2880 is large enough to go to the thread pool at one token. At one
+  // token with bf16 dot products, bf16 rows are read one per call by default
+  // and 4 per call after set_bf16_decode_rows(grouped): both are checked.
   for (const Shape s : {Shape{1, 1}, Shape{2, 17}, Shape{5, 32}, Shape{7, 33}, Shape{9, 100},
-                        Shape{21, 2880}}) {
+                        Shape{21, 2880}, Shape{97, 2880}}) {
     for (const index_t t_count : {1, 3, 5, 33}) {
       DYNAMIC_SECTION("N " << s.n << ", K " << s.k << ", T " << t_count) {
         const Tensor<bf16, 2> wb = test::random_bf16<2>(rng, {s.n, s.k}, -1.0f, 1.0f);
         const Tensor<float, 2> wf = test::random_matrix(rng, s.n, s.k);
         const Tensor<float, 2> x = random_activations(rng, t_count, s.k, 3.0f);
         const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
-        check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, bias.view());
+        for (const auto rows : {kernels::fast::Bf16DecodeRows::one, kernels::fast::Bf16DecodeRows::grouped}) {
+          INFO("bf16 decode rows " << static_cast<int>(rows));
+          ScopedBf16DecodeRows scoped(rows);
+          check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, bias.view());
+        }
         check_linear_all_tiers(MatrixView<const float>(wf.view()), x, bias.view());
       }
     }

@@ -7,7 +7,9 @@
 // range, blocks of kRowBlock rows are multiplied with tiles of up to
 // kMaxTokens tokens by the ISA's micro-kernels (linear_avx512.hpp,
 // linear_avx2.hpp, linear_portable.hpp), K cut into blocks whose activation
-// tile stays in L1 when several tokens share it. Each weight byte is read
+// tile stays in L1 when several tokens share it; a micro-kernel call takes a
+// group of 4 rows (2 for AVX2 batches), except one-token products of bf16
+// weights with bf16 dot products, one row per call (Bf16DecodeRows). Each weight byte is read
 // from memory once per call (batch 1: exactly once; batches: once per row
 // block, reused from cache for every token tile). The activations are
 // repacked once per call into the order the micro-kernel's decoder produces.
@@ -113,6 +115,28 @@ inline constexpr int64_t kRowBlock = 16;  // rows per block (a multiple of every
 // to the rows' bytes and the last claim of a product is short.
 inline constexpr int64_t kStealChunkBlocks = 4;
 inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
+
+/// How a one-token product with bf16 weights walks its rows at the bf16 and
+/// bf16x2 precisions (AVX512_BF16 dot products). A bf16 row is long (5760
+/// bytes at K = 2880); reading one row per micro-kernel call (`one`, the
+/// default) gives each core a single forward stream, and whole-model decode
+/// at the bf16 precision is about 6% faster than with 4 rows read side by
+/// side (`grouped`, as batches do; kept as the benchmarks' baseline).
+/// docs/performance.md, "One bf16 row at a time". The fp32 precision's
+/// bf16 kernel, and MXFP4 and 8-bit rows, which cost more arithmetic per
+/// byte, read 4 rows at a time: one row did not help them.
+enum class Bf16DecodeRows : int { one = 1, grouped = 4 };
+
+inline std::atomic<int>& bf16_decode_rows_setting() noexcept {
+  static std::atomic<int> setting{static_cast<int>(Bf16DecodeRows::one)};
+  return setting;
+}
+inline Bf16DecodeRows bf16_decode_rows() noexcept {
+  return static_cast<Bf16DecodeRows>(bf16_decode_rows_setting().load(std::memory_order_relaxed));
+}
+inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
+  bf16_decode_rows_setting().store(static_cast<int>(rows), std::memory_order_relaxed);
+}
 inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
 /// Per-thread scratch buffers, one per Slot, of at least n elements.
@@ -354,14 +378,17 @@ struct Avx512DenseBf16F32 {
   }
 };
 
-template <bool Split>
+/// bf16 weights x bf16 (Split: hi + lo) activations (the bf16 and bf16x2
+/// precisions); OneTokenRows rows per call at one token (Bf16DecodeRows), 4
+/// for batches.
+template <bool Split, int OneTokenRows>
 struct Avx512DenseBf16Bf16 {
   using Rows = DenseRows<bf16>;
   using XElem = std::uint16_t;
   static constexpr int kLanes = 16, kMaxTokens = 6;
   static constexpr int64_t kChunk = 32;
   static constexpr bool kFlagsRows = false;
-  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static constexpr int rows_for(int tokens) { return tokens == 1 ? OneTokenRows : 4; }
   static int64_t chunks(int64_t k) { return (k + 31) / 32; }
   static int64_t packed_stride(int64_t k) { return chunks(k) * 32 * (Split ? 2 : 1); }
   static void pack_token(const float* x, int64_t k, XElem* out) {
@@ -880,6 +907,19 @@ inline void int8_panels(const Int8Rows& w, int64_t n, int64_t k, VectorView<cons
   run_panel_linear<PanelF32>(n, k, bias, x, y, w.values, row_bytes, build, flag, no_exact_rows);
 }
 
+/// Row streaming of bf16 weights with bf16 dot products (Split: bf16x2):
+/// at one token, one row per micro-kernel call or a group of 4, as
+/// set_bf16_decode_rows says (batches always take groups).
+template <bool Split>
+void run_bf16_dot_linear(const DenseRows<bf16>& rows, int64_t n, int64_t k, VectorView<const bf16> bias,
+                         MatrixView<const float> x, MatrixView<float> y) {
+  if (x.extent(0) == 1 && bf16_decode_rows() == Bf16DecodeRows::grouped) {
+    run_linear<Avx512DenseBf16Bf16<Split, 4>>(rows, n, k, bias, x, y, no_exact_rows);
+  } else {
+    run_linear<Avx512DenseBf16Bf16<Split, 1>>(rows, n, k, bias, x, y, no_exact_rows);
+  }
+}
+
 #endif  // GPTOSS_X86
 
 /// Reference-exact y[t0 : t0 + count, r] (float64 sum, as cpu_reference).
@@ -958,9 +998,9 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
         fast::bf16_panels(rows, n, k, bias, x, y);
       } else if (fast::bf16_precision_active()) {
         if (matmul_precision() == MatmulPrecision::bf16x2) {
-          fast::run_linear<fast::Avx512DenseBf16Bf16<true>>(rows, n, k, bias, x, y, none);
+          fast::run_bf16_dot_linear<true>(rows, n, k, bias, x, y);
         } else {
-          fast::run_linear<fast::Avx512DenseBf16Bf16<false>>(rows, n, k, bias, x, y, none);
+          fast::run_bf16_dot_linear<false>(rows, n, k, bias, x, y);
         }
       } else {
         fast::run_linear<fast::Avx512DenseBf16F32>(rows, n, k, bias, x, y, none);
