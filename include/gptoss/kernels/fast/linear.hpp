@@ -115,12 +115,13 @@ inline constexpr int64_t kRowBlock = 16;  // rows per block (a multiple of every
 // to the rows' bytes and the last claim of a product is short.
 inline constexpr int64_t kStealChunkBlocks = 4;
 inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
+inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
 /// How a one-token product with bf16 weights walks its rows at the bf16 and
 /// bf16x2 precisions (AVX512_BF16 dot products). A bf16 row is long (5760
 /// bytes at K = 2880); reading one row per micro-kernel call (`one`, the
 /// default) gives each core a single forward stream, and whole-model decode
-/// at the bf16 precision is about 6% faster than with 4 rows read side by
+/// at the bf16 precision is 4-7% faster than with 4 rows read side by
 /// side (`grouped`, as batches do; kept as the benchmarks' baseline).
 /// docs/performance.md, "One bf16 row at a time". The fp32 precision's
 /// bf16 kernel, and MXFP4 and 8-bit rows, which cost more arithmetic per
@@ -137,7 +138,6 @@ inline Bf16DecodeRows bf16_decode_rows() noexcept {
 inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
   bf16_decode_rows_setting().store(static_cast<int>(rows), std::memory_order_relaxed);
 }
-inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
 /// Per-thread scratch buffers, one per Slot, of at least n elements.
 enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding, panel, panel_scales, panel_rows };
