@@ -74,14 +74,21 @@ __attribute__((always_inline)) inline void prefetch_lines(const void* p, int lin
   for (int l = 0; l < lines; ++l) __builtin_prefetch(bytes + 64 * l, 0, 3);
 }
 
-/// How far ahead, in bytes, the MXFP4 micro-kernels prefetch each row.
-inline constexpr int64_t kMxfp4PrefetchBytes = 1024;
+/// How far ahead, in bytes, the MXFP4 micro-kernels prefetch each row. More
+/// than a row (1440 bytes at K = 2880), so each row stream reaches well into
+/// the next group: 2048 decodes the whole model 3-9% faster than 1024 did
+/// (docs/performance.md, "MXFP4 prefetch distance").
+inline constexpr int64_t kMxfp4PrefetchBytes = 2048;
+/// The same for the 8-bit weights' row kernels (rows of K bytes).
+inline constexpr int64_t kInt8PrefetchBytes = 1024;
 
 /// Prefetches, for each of R interleaved rows starting at `rows` (row_bytes
-/// apart), the line `offset` bytes into the row; past a row's end, the same
-/// row of the next group. MXFP4 rows are short (1440 bytes for K = 2880), so
-/// each row stream has to be fed from its own position: fetching the next
-/// group as one block arrives too late for its last rows.
+/// apart), the line `offset` bytes into the row; past a row's end, the line
+/// as far past the same row of the next group (which, past that row's end
+/// too, is in the rows that follow it in memory). MXFP4 rows are short
+/// (1440 bytes for K = 2880), so each row stream has to be fed from its own
+/// position: fetching the next group as one block arrives too late for its
+/// last rows.
 template <int R>
 __attribute__((always_inline)) inline void prefetch_row_streams(const std::uint8_t* rows,
                                                                 int64_t row_bytes,
@@ -529,7 +536,7 @@ GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void int8_int8_c
       const __m128 two = Tail ? _mm_load_ss(s) : _mm_castsi128_ps(_mm_loadu_si64(s));  // (unaligned)
       ws[i] = _mm512_permutexvar_ps(block_of_lane, _mm512_castps128_ps512(two));
     }
-    prefetch_row_streams<R>(values, row_bytes, 64 * c + kMxfp4PrefetchBytes);
+    prefetch_row_streams<R>(values, row_bytes, 64 * c + kInt8PrefetchBytes);
 #pragma GCC unroll 8
     for (int j = 0; j < TT; ++j) {
       const std::uint8_t* xc = x + j * x_stride + kInt8DenseChunkBytes * c;
