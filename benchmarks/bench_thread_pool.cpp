@@ -51,9 +51,7 @@ double read_pass(ThreadPool& pool, Split split, std::int64_t product_rows) {
   auto rows = [&](std::int64_t first, std::int64_t last) {
     const float s = kernels::fast::detail::sum_floats(data + first * kRowFloats,
                                                       static_cast<std::size_t>((last - first) * kRowFloats));
-    double seen = total.load(std::memory_order_relaxed);
-    while (!total.compare_exchange_weak(seen, seen + s, std::memory_order_relaxed)) {
-    }
+    total.fetch_add(s, std::memory_order_relaxed);
   };
   for (std::int64_t p = 0; p + product_rows <= kBufferRows; p += product_rows) {
     if (split == Split::contiguous) {
