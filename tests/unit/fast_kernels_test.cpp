@@ -468,6 +468,19 @@ TEST_CASE("Fast linear: MXFP4 special scale bytes", "[fast][linear][mxfp4]") {
     // sums (fast) and a float64 sum (reference) overflow at different points.
     check_linear_all_tiers(w.view(), random_activations(rng, 4, k, 1e-6f), VectorView<const bf16>{});
   }
+  SECTION("extreme rows in several row blocks, through the pool") {
+    // Rows are flagged once per row block, after its first pass: flagged
+    // rows in the first, a middle and the last block, with 1 token and with
+    // more tokens than a micro-kernel call takes (flags kept across calls).
+    FP4Tensor<> w = random_mxfp4(rng, 101, 2880, 122, 126);
+    const index_t blocks = w.view().blocks_per_row();
+    for (const index_t row : {index_t{0}, index_t{37}, index_t{100}}) {
+      w.scales()[static_cast<std::size_t>(row * blocks + row % blocks)] = row == 37 ? 0 : 253;
+    }
+    for (const index_t t_count : {index_t{1}, index_t{6}}) {
+      check_linear_all_tiers(w.view(), random_activations(rng, t_count, 2880, 1e-6f), VectorView<const bf16>{});
+    }
+  }
 }
 
 TEST_CASE("Fast linear: int8 activation blocks round to nearest even at max |x| / 127",

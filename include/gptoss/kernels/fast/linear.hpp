@@ -525,7 +525,11 @@ void with_token_count(int tokens, const Fn& fn) {
 /// Rows [r0, r1) of y for every token. A micro-kernel call covers R whole
 /// rows; the last group of the matrix is shifted back to end at its last row
 /// (recomputing a few rows, written once). `exact_row(r, t0, count)`
-/// recomputes y[t0 : t0 + count, r] for the rows the family flags.
+/// recomputes y[t0 : t0 + count, r] for the rows the family flags. A row
+/// block is flagged after its first micro-kernel pass, which has just read
+/// the scales the flags come from: scanned before it, they came from memory
+/// (and the expert products at one token streamed 11-13% slower;
+/// docs/performance.md, "Extreme-scale scan after the kernels").
 template <class Family, class ExactRow>
 void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename Family::XElem* xp,
                  int64_t stride, int64_t t_count, VectorView<const bf16> bias, MatrixView<float> y,
@@ -539,7 +543,6 @@ void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename 
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t rows_here = std::min(kRowBlock, r1 - rb);
     std::fill(bad, bad + kRowBlock, 0u);
-    if constexpr (Family::kFlagsRows) Family::flag_rows(w, rb, rows_here, bad);
     for (int64_t t0 = 0; t0 < t_count; t0 += Family::kMaxTokens) {
       const int tt = static_cast<int>(std::min<int64_t>(Family::kMaxTokens, t_count - t0));
       const int64_t group = Family::rows_for(tt);
@@ -567,6 +570,7 @@ void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename 
         }
       }
       if constexpr (Family::kFlagsRows) {
+        if (t0 == 0) Family::flag_rows(w, rb, rows_here, bad);
         for (int64_t i = 0; i < rows_here; ++i) {
           if (bad[i] != 0) exact_row(rb + i, t0, tt);
         }

@@ -15,7 +15,8 @@
 // bytes up to 251 (6 * 2^124 is finite; byte 253 already overflows codes 4
 // and 6, and byte 0 is not s << 23). Rows holding a byte outside [1, 251]
 // are flagged by flag_extreme_scales_avx512 (a scan of the scale bytes, once
-// per row block) and recomputed exactly by the driver.
+// per row block, after the micro-kernels have read them) and recomputed
+// exactly by the driver.
 //
 // The BF16 variants (matmul precisions bf16 and bf16x2) decode to bf16 with
 // vpermw (32 weights per instruction) and multiply with vdpbf16ps against
