@@ -102,15 +102,6 @@ __attribute__((always_inline)) inline void prefetch_row_streams(const std::uint8
   }
 }
 
-/// Scale bytes of chunk c of a row (4 blocks), tail bytes filled with 127.
-inline std::uint32_t chunk_scale_bytes(const std::uint8_t* row_scales, int64_t c,
-                                       int64_t blocks_per_row) noexcept {
-  std::uint32_t s = 0x7f7f7f7fu;
-  const int64_t first = 4 * c, count = std::min<int64_t>(4, blocks_per_row - first);
-  std::memcpy(&s, row_scales + first, static_cast<std::size_t>(count));
-  return s;
-}
-
 /// The E2M1 values as bf16 bits, twice (vpermw indexes 32 entries).
 inline constexpr std::uint16_t kE2M1Bf16x2[32] = {
     0x0000, 0x3f00, 0x3f80, 0x3fc0, 0x4000, 0x4040, 0x4080, 0x40c0,
@@ -152,16 +143,22 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulato
 GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
 
 /// 16 lanes of 2^(s_b - 127), lane i taking block i / 4's scale byte s_b from
-/// the four bytes of `scale_bytes` (valid for bytes 1..254).
-GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(std::uint32_t scale_bytes,
-                                                       __m512i pattern) noexcept {
-  const __m512i spread = _mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(scale_bytes)), pattern);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(spread, 7));
-}
-/// The same from four scale bytes in memory (broadcast straight from the load).
+/// the four bytes at scale_bytes (valid for bytes 1..254), broadcast straight
+/// from the load.
 GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(const std::uint8_t* scale_bytes,
                                                        __m512i pattern) noexcept {
   const __m512i bytes = _mm512_broadcastd_epi32(_mm_loadu_si32(scale_bytes));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
+}
+/// The same for a row's last chunk: only the bytes in `live` (a mask of the
+/// first 1..3) are read, the others are 127 (scale 1, on zero weights). One
+/// masked load: a memcpy of a run-time byte count here was a library call
+/// per row and chunk, and the one tail chunk of a 2880-wide row took about
+/// a quarter of the micro-kernel's time on cached weights.
+GPTOSS_TARGET_AVX512 inline __m512 tail_chunk_scales_avx512(const std::uint8_t* scale_bytes,
+                                                            std::uint16_t live, __m512i pattern) noexcept {
+  const __m128i loaded = _mm_mask_loadu_epi8(_mm_set1_epi8(127), live, scale_bytes);
+  const __m512i bytes = _mm512_broadcastd_epi32(loaded);
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
 }
 
@@ -249,12 +246,14 @@ struct Mxfp4RowGroup {
   int64_t nb, row_bytes, c0;
   const std::uint8_t* blocks;
   const std::uint8_t* scales;
-  std::uint16_t tail_mask;
+  std::uint16_t tail_mask;        // dwords of a Tail chunk's blocks
+  std::uint16_t tail_scale_mask;  // bytes of a Tail chunk's scales
 
   Mxfp4RowGroup(const Mxfp4Rows& w, int64_t row, int64_t first_chunk) noexcept
       : nb(w.blocks_per_row), row_bytes(w.blocks_per_row * 16), c0(first_chunk),
         blocks(w.blocks + row * row_bytes), scales(w.scales + row * nb),
-        tail_mask(first_lanes16(4 * (nb - 4 * first_chunk))) {}
+        tail_mask(first_lanes16(4 * (nb - 4 * first_chunk))),
+        tail_scale_mask(first_lanes16(nb - 4 * first_chunk)) {}
 
   template <bool Tail>
   GPTOSS_TARGET_AVX512 __attribute__((always_inline)) __m512i chunk(int i, int64_t c) const noexcept {
@@ -264,7 +263,7 @@ struct Mxfp4RowGroup {
   template <bool Tail>
   GPTOSS_TARGET_AVX512 __attribute__((always_inline)) __m512 chunk_scales(int i, int64_t c,
                                                                          __m512i pattern) const noexcept {
-    return Tail ? chunk_scales_avx512(chunk_scale_bytes(scales + i * nb, c, nb), pattern)
+    return Tail ? tail_chunk_scales_avx512(scales + i * nb + 4 * c, tail_scale_mask, pattern)
                 : chunk_scales_avx512(scales + i * nb + 4 * c, pattern);
   }
   /// The blocks kMxfp4PrefetchBytes ahead of chunk c in each row, and the next group's scales.
