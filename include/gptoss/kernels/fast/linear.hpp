@@ -528,8 +528,8 @@ void with_token_count(int tokens, const Fn& fn) {
 /// recomputes y[t0 : t0 + count, r] for the rows the family flags. A row
 /// block is flagged after its first micro-kernel pass, which has just read
 /// the scales the flags come from, so the scan reads them from cache
-/// (scanned before it, they came from memory; docs/performance.md,
-/// "Extreme-scale scan after the kernels").
+/// (scanned before it, they came from memory; docs/performance.md, "MXFP4
+/// row kernels: the last chunk's scales, and the scale scan").
 template <class Family, class ExactRow>
 void linear_rows(const typename Family::Rows& w, int64_t chunks, const typename Family::XElem* xp,
                  int64_t stride, int64_t t_count, VectorView<const bf16> bias, MatrixView<float> y,

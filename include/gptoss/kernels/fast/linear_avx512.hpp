@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 
 #include "gptoss/core/bf16.hpp"
@@ -142,13 +141,16 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulato
 /// The same 512 bits seen as 32 bf16 (what vdpbf16ps takes).
 GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
 
-/// 16 lanes of 2^(s_b - 127), lane i taking block i / 4's scale byte s_b from
-/// the four bytes at scale_bytes (valid for bytes 1..254), broadcast straight
-/// from the load.
+/// 16 lanes of 2^(s_b - 127), lane i taking block i / 4's scale byte s_b
+/// from the four bytes in every dword of `bytes` (valid for bytes 1..254).
+GPTOSS_TARGET_AVX512 inline __m512 spread_chunk_scales_avx512(__m512i bytes, __m512i pattern) noexcept {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
+}
+/// The same from the four scale bytes at scale_bytes (broadcast straight
+/// from the load).
 GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(const std::uint8_t* scale_bytes,
                                                        __m512i pattern) noexcept {
-  const __m512i bytes = _mm512_broadcastd_epi32(_mm_loadu_si32(scale_bytes));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
+  return spread_chunk_scales_avx512(_mm512_broadcastd_epi32(_mm_loadu_si32(scale_bytes)), pattern);
 }
 /// The same for a row's last chunk: only the bytes in `live` (a mask of the
 /// first 1..3) are read, the others are 127 (scale 1, on zero weights). One
@@ -158,8 +160,7 @@ GPTOSS_TARGET_AVX512 inline __m512 chunk_scales_avx512(const std::uint8_t* scale
 GPTOSS_TARGET_AVX512 inline __m512 tail_chunk_scales_avx512(const std::uint8_t* scale_bytes,
                                                             std::uint16_t live, __m512i pattern) noexcept {
   const __m128i loaded = _mm_mask_loadu_epi8(_mm_set1_epi8(127), live, scale_bytes);
-  const __m512i bytes = _mm512_broadcastd_epi32(loaded);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(bytes, pattern), 7));
+  return spread_chunk_scales_avx512(_mm512_broadcastd_epi32(loaded), pattern);
 }
 
 /// Rounds `planes` planes of 32 floats to bf16 (round to nearest even, as
