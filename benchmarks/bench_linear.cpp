@@ -317,8 +317,19 @@ double validate(const Shape& s, Weights& w, Impl impl, const Tensor<float, 2>& x
   return bench::worst_error_ratio(actual.data(), expected.data(), bound.data(), actual.size());
 }
 
+/// Puts the kernel settings a benchmark changes back to their defaults when
+/// it ends, however it ends (a benchmark that fails validation returns early).
+struct DefaultKernelSettingsOnExit {
+  ~DefaultKernelSettingsOnExit() {
+    set_matmul_precision(MatmulPrecision::fp32);
+    kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
+    kernels::fast::set_bf16_decode_rows(kernels::fast::Bf16DecodeRows::one);
+  }
+};
+
 void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const index_t t_count,
                const int threads, const Path path) {
+  const DefaultKernelSettingsOnExit restore;
   set_num_threads(threads);
   kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
   kernels::fast::set_bf16_decode_rows(path == Path::grouped_rows ? kernels::fast::Bf16DecodeRows::grouped
@@ -344,9 +355,6 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
                               : uses_int8_copies(s, impl) ? static_cast<double>(w.int8[w.current].bytes())
                                                         : static_cast<double>(s.n * s.k * 2);
   bench::set_throughput_counters(state, weight_bytes, 2.0 * s.n * s.k * t_count, seconds, threads);
-  set_matmul_precision(MatmulPrecision::fp32);
-  kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
-  kernels::fast::set_bf16_decode_rows(kernels::fast::Bf16DecodeRows::one);
 }
 
 void register_benchmarks() {
