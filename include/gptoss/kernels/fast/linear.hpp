@@ -123,7 +123,8 @@ inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile ke
 /// default) gives each core a single forward stream, and whole-model decode
 /// at the bf16 precision is 4-7% faster than with 4 rows read side by
 /// side (`grouped`, as batches do; kept as the benchmarks' baseline).
-/// docs/performance.md, "One bf16 row at a time". The fp32 precision's
+/// docs/performance.md, "One bf16 row at a time"; the one-row kernel keeps
+/// independent partial sums ("One bf16 row, partial sums"). The fp32 precision's
 /// bf16 kernel, and MXFP4 and 8-bit rows, which cost more arithmetic per
 /// byte, read 4 rows at a time: one row did not help them.
 enum class Bf16DecodeRows : int { one = 1, grouped = 4 };

@@ -717,41 +717,80 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
   store_accumulators(a, acc);
 }
 
+/// Chunk c of dense_bf16_bf16_tile_avx512 (rows [0, R) from base, K = k),
+/// added into sums.
+template <int R, int TT, bool Split>
+GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void dense_bf16_bf16_chunk(
+    const bf16* base, int64_t k, int64_t c, std::uint32_t mask, const std::uint16_t* x, int64_t x_stride,
+    __m512 (&sums)[R][TT]) {
+  constexpr int kChunk = Split ? 64 : 32;  // uint16 per chunk of x
+  __m512bh wv[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
+#pragma GCC unroll 8
+  for (int j = 0; j < TT; ++j) {
+    const std::uint16_t* xp = x + j * x_stride + kChunk * c;
+    const __m512bh hi = as_bf16x32(_mm512_loadu_si512(xp));
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) sums[i][j] = _mm512_dpbf16_ps(sums[i][j], wv[i], hi);
+    if constexpr (Split) {
+      const __m512bh lo = as_bf16x32(_mm512_loadu_si512(xp + 32));
+#pragma GCC unroll 8
+      for (int i = 0; i < R; ++i) sums[i][j] = _mm512_dpbf16_ps(sums[i][j], wv[i], lo);
+    }
+  }
+}
+
 /// bf16 weights x bf16 activations (vdpbf16ps); chunks of 32 elements, x per
 /// chunk as 32 bf16 in natural order, followed by the low parts when Split.
+/// Consecutive chunks go to kChains independent partial sums, added at the
+/// end, so that a pass of the loop issues at least 4 vdpbf16ps (a chunk
+/// issues R x TT, twice that when Split). With one row and one token (the
+/// decode default) a single sum waited out vdpbf16ps's latency on every 64
+/// bytes: about 40 GB/s per core on cached rows, 22 when Split
+/// (docs/performance.md, "One bf16 row, partial sums").
 template <int R, int TT, bool Split>
 GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>& w, int64_t row,
                                                           int64_t c0, int64_t c1,
                                                           const std::uint16_t* x, int64_t x_stride,
                                                           float* acc) {
-  constexpr int kChunk = Split ? 64 : 32;  // uint16 per chunk of x
+  constexpr int kProductsPerChunk = R * TT * (Split ? 2 : 1);
+  constexpr int kChains = kProductsPerChunk >= 4 ? 1 : 4 / kProductsPerChunk;
   const int64_t k = w.cols, full_chunks = k / 32;
   const std::uint32_t tail_mask = first_lanes32(k - 32 * full_chunks);
+  const auto mask_of = [&](int64_t c) { return c < full_chunks ? 0xffffffffu : tail_mask; };
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
-  __m512 a[R][TT];
-  load_accumulators(acc, a);
-  for (int64_t c = c0; c < c1; ++c) {
-    const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
-    __m512bh wv[R];
+  __m512 a[kChains][R][TT];
+  load_accumulators(acc, a[0]);
+#pragma GCC unroll 4
+  for (int p = 1; p < kChains; ++p) {
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
-    }
-    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
 #pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) {
-      const std::uint16_t* xp = x + j * x_stride + kChunk * c;
-      const __m512bh hi = as_bf16x32(_mm512_loadu_si512(xp));
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) a[i][j] = _mm512_dpbf16_ps(a[i][j], wv[i], hi);
-      if constexpr (Split) {
-        const __m512bh lo = as_bf16x32(_mm512_loadu_si512(xp + 32));
-#pragma GCC unroll 8
-        for (int i = 0; i < R; ++i) a[i][j] = _mm512_dpbf16_ps(a[i][j], wv[i], lo);
-      }
+      for (int j = 0; j < TT; ++j) a[p][i][j] = _mm512_setzero_ps();
     }
   }
-  store_accumulators(a, acc);
+  int64_t c = c0;
+  for (; c + kChains <= c1; c += kChains) {
+#pragma GCC unroll 4
+    for (int p = 0; p < kChains; ++p) {
+      dense_bf16_bf16_chunk<R, TT, Split>(base, k, c + p, mask_of(c + p), x, x_stride, a[p]);
+      prefetch_lines(base + R * k + 32 * R * (c + p - c0), R);
+    }
+  }
+  for (; c < c1; ++c) {
+    dense_bf16_bf16_chunk<R, TT, Split>(base, k, c, mask_of(c), x, x_stride, a[0]);
+    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
+  }
+#pragma GCC unroll 4
+  for (int p = 1; p < kChains; ++p) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) a[0][i][j] = _mm512_add_ps(a[0][i][j], a[p][i][j]);
+    }
+  }
+  store_accumulators(a[0], acc);
 }
 
 #include "gptoss/kernels/fast/intrinsic_warnings_on.hpp"
