@@ -717,16 +717,18 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
   store_accumulators(a, acc);
 }
 
-/// Chunk c of dense_bf16_bf16_tile_avx512 (rows [0, R) from base, K = k),
-/// added into sums.
+/// Chunk c of dense_bf16_bf16_tile_avx512 (rows [0, R) from base, K = k,
+/// its first chunk c0), added into sums; prefetches the next R rows' line
+/// for it.
 template <int R, int TT, bool Split>
 GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void dense_bf16_bf16_chunk(
-    const bf16* base, int64_t k, int64_t c, std::uint32_t mask, const std::uint16_t* x, int64_t x_stride,
-    __m512 (&sums)[R][TT]) {
+    const bf16* base, int64_t k, int64_t c0, int64_t c, std::uint32_t mask, const std::uint16_t* x,
+    int64_t x_stride, __m512 (&sums)[R][TT]) {
   constexpr int kChunk = Split ? 64 : 32;  // uint16 per chunk of x
   __m512bh wv[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
+  prefetch_lines(base + R * k + 32 * R * (c - c0), R);
 #pragma GCC unroll 8
   for (int j = 0; j < TT; ++j) {
     const std::uint16_t* xp = x + j * x_stride + kChunk * c;
@@ -774,14 +776,10 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
   for (; c + kChains <= c1; c += kChains) {
 #pragma GCC unroll 4
     for (int p = 0; p < kChains; ++p) {
-      dense_bf16_bf16_chunk<R, TT, Split>(base, k, c + p, mask_of(c + p), x, x_stride, a[p]);
-      prefetch_lines(base + R * k + 32 * R * (c + p - c0), R);
+      dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c + p, mask_of(c + p), x, x_stride, a[p]);
     }
   }
-  for (; c < c1; ++c) {
-    dense_bf16_bf16_chunk<R, TT, Split>(base, k, c, mask_of(c), x, x_stride, a[0]);
-    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
-  }
+  for (; c < c1; ++c) dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c, mask_of(c), x, x_stride, a[0]);
 #pragma GCC unroll 4
   for (int p = 1; p < kChains; ++p) {
 #pragma GCC unroll 8
