@@ -135,6 +135,22 @@ TEST_CASE("Layout: the real gpt-oss-20b config and index plan 459 tensors and 20
   CHECK(count.total == 20914757184);
   CHECK(count.active_per_token == Approx(3.6e9).epsilon(0.01));
   CHECK(count.bytes() == static_cast<std::int64_t>(plan.bytes()));
+  // Its split by part of a block, against the real tensor list: a layer's
+  // attention half is self_attn.* and its norm (input_layernorm), its
+  // feed-forward half mlp.* and its norm (post_attention_layernorm).
+  std::int64_t attention = 0, feed_forward = 0, experts = 0;
+  for (const auto& t : derived) {
+    const std::string name = t["name"].get<std::string>();
+    std::int64_t bytes = t["dtype"].get<std::string>() == "BF16" ? 2 : 1;
+    for (const auto& e : t["shape"]) bytes *= e.get<std::int64_t>();
+    const auto has = [&](const char* part) { return name.find(part) != std::string::npos; };
+    if (has(".self_attn.") || has(".input_layernorm.")) attention += bytes;
+    if (has(".mlp.") || has(".post_attention_layernorm.")) feed_forward += bytes;
+    if (has(".mlp.experts.")) experts += bytes;
+  }
+  CHECK(count.attention_bytes == attention);
+  CHECK(count.feed_forward_bytes == feed_forward);
+  CHECK(count.expert_bytes == experts);
 
   // The original/ config of the same repo describes the same model.
   CHECK(io::read_original_config(dir / "original" / "config.json") == plan.info.dims);

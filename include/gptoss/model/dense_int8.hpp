@@ -26,6 +26,8 @@ struct DenseInt8Report {
   std::size_t matrices = 0;
   std::size_t int8_bytes = 0;   // values and scales made
   std::size_t bf16_bytes = 0;   // of the bf16 matrices they replace in products
+  std::size_t unembedding_int8_bytes = 0;  // of the two totals, the unembedding's
+  std::size_t unembedding_bf16_bytes = 0;
 };
 
 namespace detail {
@@ -72,7 +74,10 @@ DenseInt8Report quantize_dense_int8(Model& model) {
   [&]<std::size_t... I>(std::index_sequence<I...>) {
     (each_type(std::integral_constant<std::size_t, I>{}), ...);
   }(std::make_index_sequence<period>{});
+  const DenseInt8Report attention_part = report;
   w.unembedding.int8 = detail::quantize_into(*store, w.unembedding.weight, "unembedding.weight", report);
+  report.unembedding_int8_bytes = report.int8_bytes - attention_part.int8_bytes;
+  report.unembedding_bf16_bytes = report.bf16_bytes - attention_part.bf16_bytes;
   model.keep_alive(store);
   return report;
 }

@@ -26,6 +26,11 @@ struct ParameterCount {
   std::int64_t embedding = 0;  // the input embedding table
   std::int64_t active_per_token = 0;
   std::map<std::string, std::int64_t> bytes_by_dtype;  // "BF16", "MXFP4", "F32"
+  // Bytes of every block's attention half (block.N.attn.*) and feed-forward
+  // half (block.N.mlp.*), and of the expert MLPs among the latter.
+  std::int64_t attention_bytes = 0;
+  std::int64_t feed_forward_bytes = 0;
+  std::int64_t expert_bytes = 0;
   std::int64_t bytes() const {
     std::int64_t n = 0;
     for (const auto& [dtype, b] : bytes_by_dtype) n += b;
@@ -74,11 +79,16 @@ class ParameterCounter {
     std::int64_t n = 1;
     for (auto e : shape) n *= e;
     count.total += n;
+    const auto bytes = static_cast<std::int64_t>(static_cast<double>(n) * bytes_per_element);
     if (name.rfind("embedding.", 0) == 0) count.embedding += n;
+    const bool in_block = name.rfind("block.", 0) == 0;
+    if (in_block && name.find(".attn.") != std::string::npos) count.attention_bytes += bytes;
+    if (in_block && name.find(".mlp.") != std::string::npos) count.feed_forward_bytes += bytes;
     if (name.find(".mlp.mlp1_") != std::string::npos || name.find(".mlp.mlp2_") != std::string::npos) {
       count.expert += n;
+      count.expert_bytes += bytes;
     }
-    count.bytes_by_dtype[dtype] += static_cast<std::int64_t>(static_cast<double>(n) * bytes_per_element);
+    count.bytes_by_dtype[dtype] += bytes;
   }
 };
 
