@@ -39,6 +39,7 @@
 #include "gptoss/model/kv_cache.hpp"
 #include "gptoss/model/observer.hpp"
 #include "gptoss/model/random_weights.hpp"
+#include "gptoss/model/stage_timer.hpp"
 #include "gptoss/model/transformer.hpp"
 #include "gptoss/model/variant_blocks.hpp"
 #include "gptoss/model/parameter_count.hpp"

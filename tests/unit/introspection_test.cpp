@@ -4,13 +4,15 @@
 // ring order), attention maps that rebuild each block's attention output,
 // router logits / choices / weights, residual streams, and a forward pass
 // that is bit-for-bit the plain composition of the layers when nothing is
-// observed.
+// observed, and the StageTimer's split of a pass's time into its parts.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <numeric>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -348,4 +350,86 @@ TEST_CASE("The recorder writes its documented tensors and rejects unknown layers
                          Catch::Message("introspection: layer 4 is outside [0, 4)"));
   REQUIRE_THROWS_MATCHES(IntrospectionRecorder({.layers = {}, .heads = {0, 8}}, dims.num_layers, dims.num_heads), RangeError,
                          Catch::Message("introspection: head 8 is outside [0, 8)"));
+}
+
+TEST_CASE("StageTimer charges each interval to the part that ran in it", "[introspection][stage_timer]") {
+  // Hooks called by hand with sleeps of distinct lengths in between: each part
+  // gets at least its own sleep (sleeps never end early), so a part charged
+  // with another's interval falls short of its own.
+  using std::chrono::milliseconds;
+  const auto sleep = [](int ms) { std::this_thread::sleep_for(milliseconds(ms)); };
+  const Tensor<float, 2> x({1, 4});
+  StageTimer timer;
+  timer.begin_pass();
+  sleep(60);  // embedding
+  timer.residual(0, BlockStage::input, x.view());
+  sleep(20);
+  timer.residual(0, BlockStage::attention_out, x.view());
+  sleep(5);
+  timer.residual(0, BlockStage::mlp_out, x.view());
+  timer.residual(1, BlockStage::input, x.view());
+  sleep(20);
+  timer.residual(1, BlockStage::attention_out, x.view());
+  sleep(5);
+  timer.residual(1, BlockStage::mlp_out, x.view());
+  sleep(60);  // final norm and unembedding
+  timer.end_pass();
+
+  const StageTimer::Totals& t = timer.totals();
+  CHECK(t.passes == 1);
+  CHECK(t.outside_blocks_s >= 0.120);
+  CHECK(t.attention_s >= 0.040);
+  CHECK(t.feed_forward_s >= 0.010);
+  CHECK(timer.attention_seconds(0) >= 0.020);
+  CHECK(timer.attention_seconds(1) >= 0.020);
+  CHECK(timer.feed_forward_seconds(1) >= 0.005);
+  CHECK(timer.attention_seconds(0) + timer.attention_seconds(1) == Approx(t.attention_s));
+  CHECK(timer.feed_forward_seconds(0) + timer.feed_forward_seconds(1) == Approx(t.feed_forward_s));
+  CHECK(timer.attention_seconds(7) == 0.0);
+  CHECK_THROWS_AS(timer.attention_seconds(-1), RangeError);
+
+  // Misuse is an error, not a silent mis-charge.
+  CHECK_THROWS_WITH(timer.end_pass(), Catch::Contains("without begin_pass"));
+  CHECK_THROWS_WITH(timer.residual(0, BlockStage::input, x.view()), Catch::Contains("without begin_pass"));
+  timer.begin_pass();
+  CHECK_THROWS_WITH(timer.begin_pass(), Catch::Contains("twice"));
+  CHECK_THROWS_WITH(timer.reset(), Catch::Contains("during a pass"));
+  timer.end_pass();
+  timer.reset();
+  CHECK(timer.totals().passes == 0);
+  CHECK(timer.totals().total_s() == 0.0);
+}
+
+TEST_CASE("StageTimer on a model: every block timed, the parts add up, the logits unchanged", "[introspection][stage_timer][model]") {
+  const Model& model = golden_model();
+  const ModelDims& dims = model.dims();
+  const auto tokens = golden_tokens();
+  StageTimer timer;
+  Sequence seq = model.new_sequence(static_cast<index_t>(tokens.size()));
+  Sequence plain_seq = model.new_sequence(static_cast<index_t>(tokens.size()));
+  const std::span<const std::int32_t> all(tokens);
+  double outer_s = 0.0;
+  for (std::size_t t = 0; t < tokens.size(); ++t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    timer.begin_pass();
+    const Tensor<float, 2> timed = model.forward_last(seq, all.subspan(t, 1), timer);
+    timer.end_pass();
+    outer_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    CHECK(timed.storage() == model.forward_last(plain_seq, all.subspan(t, 1)).storage());
+  }
+  const StageTimer::Totals& total = timer.totals();
+  CHECK(total.passes == static_cast<int>(tokens.size()));
+  CHECK(total.total_s() <= outer_s);
+  double attention = 0.0, feed_forward = 0.0;
+  for (int l = 0; l < dims.num_layers; ++l) {
+    INFO("layer " << l);
+    CHECK(timer.attention_seconds(l) > 0.0);
+    CHECK(timer.feed_forward_seconds(l) > 0.0);
+    attention += timer.attention_seconds(l);
+    feed_forward += timer.feed_forward_seconds(l);
+  }
+  CHECK(timer.attention_seconds(dims.num_layers) == 0.0);
+  CHECK(attention == Approx(total.attention_s));
+  CHECK(feed_forward == Approx(total.feed_forward_s));
+  CHECK(total.outside_blocks_s > 0.0);
 }
