@@ -9,7 +9,10 @@
 // plus the KV cache) and that as a fraction of the memory bandwidth measured
 // in the same run: against the fastest of all probes (before the weights are
 // made and after each run), and each run against the probes on either side
-// of it (decode_bandwidth_fraction_runs in the JSON, in run order).
+// of it (decode_bandwidth_fraction_runs in the JSON, in run order). The best
+// run's decode time is split by part of the forward pass (StageTimer:
+// attention halves, feed-forward halves, the rest), each with the bytes it
+// reads and the rate it streamed them at (decode_parts in the JSON).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -43,6 +46,46 @@ struct BenchArgs {
   bool json = false, int8_dense = false;
   std::string precision;  // empty: the current setting (GPTOSS_MATMUL_PRECISION or fp32)
 };
+
+/// Bytes one decode step reads, by the part of the forward pass that reads
+/// them: all weights but the embedding table (one row is read) and the
+/// unused experts, plus the KV cache. With --int8-dense the attention and
+/// unembedding matrices are read as their 8-bit copies.
+struct DecodeBytes {
+  double attention = 0.0;       // attention weights of every block, and the KV cache
+  double feed_forward = 0.0;    // norms, routers and experts_per_token experts of every block
+  double outside_blocks = 0.0;  // an embedding row, the final norm, the unembedding
+  double total() const noexcept { return attention + feed_forward + outside_blocks; }
+};
+
+inline DecodeBytes decode_bytes_by_part(const ParameterCount& count, const ModelDims& dims,
+                                        const DenseInt8Report& int8, double kv_bytes) {
+  const auto d = [](auto v) { return static_cast<double>(v); };
+  const double attention_int8_delta = d(int8.int8_bytes - int8.unembedding_int8_bytes) -
+                                      d(int8.bf16_bytes - int8.unembedding_bf16_bytes);
+  const double unembedding_int8_delta = d(int8.unembedding_int8_bytes) - d(int8.unembedding_bf16_bytes);
+  const double expert = d(count.expert_bytes);
+  const double outside = d(count.bytes()) - d(count.attention_bytes) - d(count.feed_forward_bytes);
+  return {d(count.attention_bytes) + attention_int8_delta + kv_bytes,
+          d(count.feed_forward_bytes) - expert + expert * dims.experts_per_token / dims.num_experts,
+          outside - d(count.embedding) * 2.0 + dims.hidden * 2.0 + unembedding_int8_delta};
+}
+
+/// One part's share of a decode run: seconds and bytes per token, against
+/// the run's measured bandwidth.
+struct DecodePart {
+  std::string name;
+  double seconds_per_token = 0.0, bytes_per_token = 0.0, bandwidth = 0.0;
+  double bytes_per_s() const noexcept { return bytes_per_token / seconds_per_token; }
+  double bandwidth_fraction() const noexcept { return bytes_per_s() / bandwidth; }
+};
+
+inline std::vector<DecodePart> describe_decode_parts(const DecodeBytes& bytes, const StageTimer::Totals& t,
+                                                     int tokens, double bandwidth) {
+  return {{"attention", t.attention_s / tokens, bytes.attention, bandwidth},
+          {"feed_forward", t.feed_forward_s / tokens, bytes.feed_forward, bandwidth},
+          {"outside_blocks", t.outside_blocks_s / tokens, bytes.outside_blocks, bandwidth}};
+}
 
 inline int run_bench(const BenchArgs& a) {
   ModelDims dims = a.config == "gpt-oss-20b"    ? GptOss20b::value
@@ -113,6 +156,7 @@ inline int run_bench(const BenchArgs& a) {
 
   double best_prefill = 0.0;
   std::vector<double> decode_rates, run_bandwidths;  // in run order
+  std::vector<StageTimer::Totals> run_parts;         // decode time by part, in run order
   std::size_t kv_bytes_per_token_read = 0;
   for (int r = 0; r < a.repeat; ++r) {
     Sequence seq = model.new_sequence(a.prompt + a.gen);
@@ -120,14 +164,18 @@ inline int run_bench(const BenchArgs& a) {
     Tensor<float, 2> logits = model.forward_last(seq, prompt);
     const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best_prefill = std::max(best_prefill, a.prompt / prefill_s);
+    StageTimer parts;
     t0 = std::chrono::steady_clock::now();
     for (int g = 0; g < a.gen; ++g) {
       const float* row = logits.data();
       const std::int32_t next = static_cast<std::int32_t>(std::max_element(row, row + dims.vocab) - row);
-      logits = model.forward_last(seq, std::span<const std::int32_t>(&next, 1));
+      parts.begin_pass();
+      logits = model.forward_last(seq, std::span<const std::int32_t>(&next, 1), parts);
+      parts.end_pass();
     }
     const double decode_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     decode_rates.push_back(a.gen / decode_s);
+    run_parts.push_back(parts.totals());
     // KV cache read by the last step: every held key and value.
     kv_bytes_per_token_read = 0;
     for (std::size_t l = 0; l < seq.num_layers(); ++l) {
@@ -141,19 +189,17 @@ inline int run_bench(const BenchArgs& a) {
         std::to_string(probes.back() / 1e9) + " GB/s");
   }
   const double bandwidth = *std::max_element(probes.begin(), probes.end());
-  // Bytes one decode step reads: all weights but the embedding table (one row
-  // is read) and the unused experts, plus the KV cache.
-  const double expert_bytes = static_cast<double>(count.bytes_by_dtype.count("MXFP4") ? count.bytes_by_dtype.at("MXFP4") : 0);
-  const double embedding_bytes = static_cast<double>(count.embedding) * 2.0;
-  // With --int8-dense the attention and unembedding matrices are read as 8-bit copies.
-  const double weight_bytes = static_cast<double>(count.bytes()) - embedding_bytes - expert_bytes +
-                              expert_bytes * dims.experts_per_token / dims.num_experts + dims.hidden * 2.0 -
-                              static_cast<double>(int8.bf16_bytes) + static_cast<double>(int8.int8_bytes);
-  const double decode_bytes = weight_bytes + static_cast<double>(kv_bytes_per_token_read);
+  const DecodeBytes bytes = decode_bytes_by_part(count, dims, int8, static_cast<double>(kv_bytes_per_token_read));
+  const double decode_bytes = bytes.total();
   std::vector<double> run_fractions;  // each run against its own adjacent probes
   for (std::size_t r = 0; r < decode_rates.size(); ++r) {
     run_fractions.push_back(decode_rates[r] * decode_bytes / run_bandwidths[r]);
   }
+  // Where the best run's decode time went, and how fast each part streamed.
+  const std::size_t best_run =
+      static_cast<std::size_t>(std::max_element(decode_rates.begin(), decode_rates.end()) - decode_rates.begin());
+  const std::vector<DecodePart> decode_parts = describe_decode_parts(bytes, run_parts[best_run], a.gen,
+                                                                     run_bandwidths[best_run]);
   const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
   const double flops_per_token = 2.0 * static_cast<double>(count.active_per_token);
 
@@ -167,6 +213,14 @@ inline int run_bench(const BenchArgs& a) {
     j["matmul_precision"] = precision;
     j["int8_dense"] = a.int8_dense;
     if (a.int8_dense) j["int8_logit_error"] = int8_logit_error;
+    nlohmann::ordered_json parts_json;
+    for (const DecodePart& p : decode_parts) {
+      parts_json[p.name] = {{"seconds_per_token", p.seconds_per_token},
+                            {"bytes_per_token", p.bytes_per_token},
+                            {"bytes_per_s", p.bytes_per_s()},
+                            {"bandwidth_fraction", p.bandwidth_fraction()}};
+    }
+    j["decode_parts"] = parts_json;
     std::cout << j.dump() << "\n";
   } else {
     std::cout << std::fixed << std::setprecision(2) << a.config << ", " << dims.num_layers << " layers, " << threads
@@ -180,7 +234,18 @@ inline int run_bench(const BenchArgs& a) {
     for (std::size_t r = 0; r < run_fractions.size(); ++r) {
       std::cout << (r == 0 ? " " : ", ") << 100.0 * run_fractions[r] << "%";
     }
-    std::cout << "\n";
+    std::cout << "\n"
+              << "decode time by part (best run, against its probes' " << run_bandwidths[best_run] / 1e9
+              << " GB/s):\n";
+    double part_total_s = 0.0;
+    for (const DecodePart& p : decode_parts) part_total_s += p.seconds_per_token;
+    for (const DecodePart& p : decode_parts) {
+      std::cout << "  " << std::left << std::setw(15) << p.name << std::right << std::setw(7)
+                << 1e3 * p.seconds_per_token << " ms/token (" << std::setw(5)
+                << 100.0 * p.seconds_per_token / part_total_s << "%), " << std::setw(7) << p.bytes_per_token / 1e9
+                << " GB/token, " << std::setw(6) << p.bytes_per_s() / 1e9 << " GB/s, " << std::setw(6)
+                << 100.0 * p.bandwidth_fraction() << "% of the probe\n";
+    }
   }
   return 0;
 }
