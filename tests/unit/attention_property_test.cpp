@@ -6,6 +6,7 @@
 // sink is plain softmax, a huge sink silences the head, causality, the GQA
 // head mapping and position offsets.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <numbers>
@@ -310,6 +311,51 @@ TEST_CASE("Attention property: project() rotates q and k at first_position onwar
         CHECK_FALSE(compare_to_max(q.storage(), at_zero.q.data, 0.0, 1e-3).ok());
         CHECK_FALSE(compare_to_max(k.storage(), at_zero.k.data, 0.0, 1e-3).ok());
       }
+    }
+  }
+}
+
+TEMPLATE_TEST_CASE("Attention property: q, k and v rows stored apart project as the merged matrix does",
+                   "[property][attention]", cpu_reference, cpu_fast) {
+  // Merged rows (one qkv matrix, as the original checkpoint stores it) take
+  // one product; rows stored apart (as Hugging Face checkpoints do) take
+  // three. Both must match the float64 block, for one token and for many.
+  test::Rng rng(47);
+  const AttnShape s{8, 2, 16, 96};
+  const AttentionParams p = make_params(s, 4);
+  const auto rw = test::random_attention_weights(rng, p);
+  const index_t nq = p.q_dim(), nkv = p.kv_dim();
+  const auto rows = [&](index_t first, index_t count) {  // a separate copy of qkv rows
+    Tensor<bf16, 2> t({count, s.hidden});
+    std::copy_n(&rw.qkv_weight(first, 0), count * s.hidden, t.data());
+    return t;
+  };
+  const auto entries = [&](index_t first, index_t count) {
+    Tensor<bf16, 1> t({count});
+    std::copy_n(rw.qkv_bias.data() + first, count, t.data());
+    return t;
+  };
+  const Tensor<bf16, 2> qw = rows(0, nq), kw = rows(nq, nkv), vw = rows(nq + nkv, nkv);
+  const Tensor<bf16, 1> qb = entries(0, nq), kb = entries(nq, nkv), vb = entries(nq + nkv, nkv);
+  AttentionWeights apart_rows = rw.weights();
+  apart_rows.q_weight = qw.view(), apart_rows.k_weight = kw.view(), apart_rows.v_weight = vw.view();
+  apart_rows.q_bias = qb.view(), apart_rows.k_bias = kb.view(), apart_rows.v_bias = vb.view();
+  const AttentionWeights& apart = apart_rows;
+  REQUIRE(apart.k_weight.data() != apart.q_weight.data() + apart.q_weight.size());
+
+  const SlidingSinkAttention<AttentionSpan::full, TestType> layer(p, 64);
+  for (const index_t t_count : {index_t{1}, index_t{20}}) {
+    INFO(t_count << " tokens");
+    const Tensor<float, 2> x = test::random_matrix(rng, t_count, s.hidden);  // (T, H)
+    const ReferenceBlock ref = reference_block(rw, x, 7, 0);
+    const AttentionWeights merged = rw.weights();
+    for (const AttentionWeights* w : std::array{&apart, &merged}) {
+      Tensor<float, 3> q({t_count, s.nq, s.d});                             // (T, nq, D)
+      Tensor<float, 3> k({t_count, s.nkv, s.d}), v({t_count, s.nkv, s.d});  // (T, nkv, D)
+      layer.project(*w, x.view(), 7, q.view(), k.view(), v.view());
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(q.storage(), ref.q.data, 0.0, 1e-5));
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(k.storage(), ref.k.data, 0.0, 1e-5));
+      GPTOSS_REQUIRE_CLOSE(compare_to_max(v.storage(), ref.v.data, 0.0, 1e-5));
     }
   }
 }

@@ -17,6 +17,7 @@
 #include <array>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -176,12 +177,26 @@ class SlidingSinkAttention {
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
     const MatrixView<const float> t_in = normed.view();
-    dense_projection<Backend>(w.int8.q, w.q_weight, w.q_bias, t_in, MatrixView<float>(q.data(), {t_count, p_.q_dim()}),
-                             "attention q");
-    dense_projection<Backend>(w.int8.k, w.k_weight, w.k_bias, t_in, MatrixView<float>(k.data(), {t_count, p_.kv_dim()}),
-                             "attention k");
-    dense_projection<Backend>(w.int8.v, w.v_weight, w.v_bias, t_in, MatrixView<float>(v.data(), {t_count, p_.kv_dim()}),
-                             "attention v");
+    if (const std::optional<MergedQkv> merged = merged_qkv(w)) {
+      // One product for q, k and v: one pass of the thread pool instead of
+      // three, two of which (k and v) are an eighth of q's rows each.
+      Tensor<float, 2> qkv({t_count, p_.qkv_dim()});
+      kernels::linear(Backend{}, merged->weight, merged->bias, t_in, qkv.view());
+      const index_t nq = p_.q_dim(), nkv = p_.kv_dim();
+      for (index_t t = 0; t < t_count; ++t) {
+        const float* row = &qkv(t, 0);
+        std::copy_n(row, nq, q.data() + t * nq);
+        std::copy_n(row + nq, nkv, k.data() + t * nkv);
+        std::copy_n(row + nq + nkv, nkv, v.data() + t * nkv);
+      }
+    } else {
+      dense_projection<Backend>(w.int8.q, w.q_weight, w.q_bias, t_in,
+                                MatrixView<float>(q.data(), {t_count, p_.q_dim()}), "attention q");
+      dense_projection<Backend>(w.int8.k, w.k_weight, w.k_bias, t_in,
+                                MatrixView<float>(k.data(), {t_count, p_.kv_dim()}), "attention k");
+      dense_projection<Backend>(w.int8.v, w.v_weight, w.v_bias, t_in,
+                                MatrixView<float>(v.data(), {t_count, p_.kv_dim()}), "attention v");
+    }
     rope_.forward(q, first_position);
     rope_.forward(k, first_position);
   }
@@ -262,6 +277,25 @@ class SlidingSinkAttention {
   }
 
  private:
+  /// The q, k and v projections as one (D (nq + 2 nkv), H) matrix and bias,
+  /// when their rows follow each other in memory (the original checkpoint's
+  /// qkv.weight, random weights) and no 8-bit copy is bound; else nullopt
+  /// (e.g. Hugging Face checkpoints store q_proj, k_proj and v_proj apart).
+  struct MergedQkv {
+    MatrixView<const bf16> weight;  // (D (nq + 2 nkv), H)
+    VectorView<const bf16> bias;    // (D (nq + 2 nkv))
+  };
+  std::optional<MergedQkv> merged_qkv(const Weights& w) const {
+    if (!w.int8.q.empty() || !w.int8.k.empty() || !w.int8.v.empty()) return std::nullopt;
+    const bool rows_follow = w.k_weight.data() == w.q_weight.data() + w.q_weight.size() &&
+                             w.v_weight.data() == w.k_weight.data() + w.k_weight.size();
+    const bool bias_follows = w.k_bias.data() == w.q_bias.data() + w.q_bias.size() &&
+                              w.v_bias.data() == w.k_bias.data() + w.k_bias.size();
+    if (!rows_follow || !bias_follows) return std::nullopt;
+    return MergedQkv{MatrixView<const bf16>(w.q_weight.data(), {p_.qkv_dim(), p_.hidden}),
+                     VectorView<const bf16>(w.q_bias.data(), {p_.qkv_dim()})};
+  }
+
   /// The learned sink logit of each query head (nq), or -inf (no sink) when
   /// the policy has none.
   std::vector<float> sink_logits(const Weights& w) const {
