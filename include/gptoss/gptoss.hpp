@@ -46,3 +46,4 @@
 #include "gptoss/model/quantize.hpp"
 #include "gptoss/model/synthetic_checkpoint.hpp"
 #include "gptoss/kernels/fast/all.hpp"
+#include "gptoss/kernels/linear_group.hpp"

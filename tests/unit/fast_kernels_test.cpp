@@ -483,6 +483,78 @@ TEST_CASE("Fast linear: MXFP4 special scale bytes", "[fast][linear][mxfp4]") {
   }
 }
 
+TEST_CASE("Fast linear: a group of MXFP4 products equals each product run alone", "[fast][linear][mxfp4][group]") {
+  // Groups run in one pass of the pool when every product streams rows and
+  // has a micro-kernel's rows (the first group); a product below that sends
+  // the whole group one product at a time (the second). Shapes: row counts
+  // that are not multiples of a row block, extreme-scale rows recomputed
+  // exactly, several tokens, with and without bias.
+  test::Rng rng(909);
+  FP4Tensor<> big = random_mxfp4(rng, 101, 2880, 122, 126);
+  const index_t blocks = big.view().blocks_per_row();
+  big.scales()[static_cast<std::size_t>(37 * blocks + 5)] = 0;
+  big.scales()[static_cast<std::size_t>(100 * blocks + 89)] = 253;
+  const FP4Tensor<> wide = random_mxfp4(rng, 64, 96, 118, 130);
+  const FP4Tensor<> four = random_mxfp4(rng, 4, 160, 118, 130);
+  const FP4Tensor<> three = random_mxfp4(rng, 3, 64, 118, 130);
+  const Tensor<bf16, 1> big_bias = test::random_bf16<1>(rng, {101}, -1.0f, 1.0f);
+  const Tensor<bf16, 1> four_bias = test::random_bf16<1>(rng, {4}, -1.0f, 1.0f);
+  const Tensor<float, 2> x_big = random_activations(rng, 1, 2880, 1e-6f), x_wide = random_activations(rng, 1, 96),
+                         x_four = random_activations(rng, 3, 160), x_three = random_activations(rng, 2, 64);
+  struct Case { const FP4Tensor<>* w; VectorView<const bf16> bias; const Tensor<float, 2>* x; };
+  const std::vector<Case> one_pass{{&big, big_bias.view(), &x_big}, {&wide, {}, &x_wide}, {&four, four_bias.view(), &x_four}};
+  std::vector<Case> with_small = one_pass;
+  with_small.push_back({&three, {}, &x_three});
+
+  for (const std::vector<Case>* cases : std::array<const std::vector<Case>*, 2>{&one_pass, &with_small}) {
+    for (Isa isa : runnable_isas()) {
+      for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16,
+                                MatmulPrecision::int8}) {
+        ScopedIsaLimit limit(isa);
+        ScopedPrecision precision(p);
+        INFO("isa " << isa_name(isa) << ", precision " << matmul_precision_name(p) << ", " << cases->size()
+                    << " products");
+        std::vector<Tensor<float, 2>> grouped, alone;
+        std::vector<kernels::LinearTask<FP4TensorView<MXFP4Checkpoint>>> tasks;
+        for (const Case& c : *cases) {
+          grouped.emplace_back(std::array{c.x->extent(0), c.w->view().rows()});
+          alone.emplace_back(std::array{c.x->extent(0), c.w->view().rows()});
+          poison(grouped.back());
+        }
+        for (std::size_t i = 0; i < cases->size(); ++i) {
+          const Case& c = (*cases)[i];
+          tasks.push_back({c.w->view(), c.bias, c.x->view(), grouped[i].view()});
+          kernels::linear(cpu_fast{}, c.w->view(), c.bias, c.x->view(), alone[i].view());
+        }
+        kernels::linear_group(cpu_fast{}, std::span<const kernels::LinearTask<FP4TensorView<MXFP4Checkpoint>>>(tasks));
+        for (std::size_t i = 0; i < cases->size(); ++i) {
+          INFO("product " << i);
+          const auto& g = grouped[i].storage();
+          const auto& a = alone[i].storage();
+          // Equal, or NaN in both (row 100's infinite weights).
+          CHECK(std::equal(g.begin(), g.end(), a.begin(), a.end(),
+                           [](float u, float v) { return u == v || (std::isnan(u) && std::isnan(v)); }));
+        }
+      }
+    }
+  }
+  // Any backend: one product after another, each as linear computes it.
+  std::vector<kernels::LinearTask<FP4TensorView<MXFP4Checkpoint>>> tasks;
+  Tensor<float, 2> y_wide({1, 64}), y_four({3, 4}), ref_wide({1, 64}), ref_four({3, 4});
+  tasks.push_back({wide.view(), {}, x_wide.view(), y_wide.view()});
+  tasks.push_back({four.view(), four_bias.view(), x_four.view(), y_four.view()});
+  kernels::linear_group(cpu_reference{}, std::span<const kernels::LinearTask<FP4TensorView<MXFP4Checkpoint>>>(tasks));
+  kernels::linear(cpu_reference{}, wide.view(), {}, x_wide.view(), ref_wide.view());
+  kernels::linear(cpu_reference{}, four.view(), four_bias.view(), x_four.view(), ref_four.view());
+  CHECK(y_wide.storage() == ref_wide.storage());
+  CHECK(y_four.storage() == ref_four.storage());
+  // A mis-shaped product is rejected as kernels::linear rejects it.
+  Tensor<float, 2> wrong({1, 63});
+  tasks[0].y = wrong.view();
+  CHECK_THROWS_AS(kernels::linear_group(cpu_fast{}, std::span<const kernels::LinearTask<FP4TensorView<MXFP4Checkpoint>>>(tasks)),
+                  ShapeError);
+}
+
 TEST_CASE("Fast linear: int8 activation blocks round to nearest even at max |x| / 127",
           "[fast][linear][int8]") {
   // max |x| = 254: scale 2, so x / 2 rounds to nearest, ties to even.

@@ -9,11 +9,19 @@
 //     y_e = s W2[e]^T + b2[e]                         (H)
 //   out = x + sum_e w_e y_e                           (T, H)
 //
+// Tokens are grouped by expert, so each chosen expert's weights are read
+// once per call. Below kGroupedTokens tokens (decode), the chosen experts'
+// mlp1 products run as one kernels::linear_group and their mlp2 products as
+// another (on the fast CPU path, one pass of the thread pool each).
+//
 // The expert weight storage is the template parameter ExpertMatrix: any
 // WeightMatrix (FP4TensorView for the gpt-oss MXFP4 checkpoints,
 // MatrixView<const bf16> or MatrixView<const float> for dense variants).
 #pragma once
 
+#include <algorithm>
+#include <array>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -24,6 +32,7 @@
 #include "gptoss/core/weight_matrix.hpp"
 #include "gptoss/formats/fp4_tensor.hpp"
 #include "gptoss/kernels/fast/linear.hpp"
+#include "gptoss/kernels/linear_group.hpp"
 #include "gptoss/kernels/reference/routing.hpp"
 #include "gptoss/kernels/fast/swiglu.hpp"
 #include "gptoss/layers/rms_norm.hpp"
@@ -148,39 +157,34 @@ class MoEBlock {
                        shape_string(out.shape()) + " must both be (T, " +
                        std::to_string(p_.hidden) + ")");
     }
-    const index_t t_count = x.extent(0), h = p_.hidden, inter = p_.intermediate;
+    const index_t t_count = x.extent(0), h = p_.hidden;
     Tensor<float, 2> normed({t_count, h});
     norm_.forward(w.norm, x, normed.view());
     MoERouting r = route(w, normed.view());
 
     // Tokens are grouped by expert so each expert's weights are read once.
-    std::vector<double> acc(static_cast<std::size_t>(t_count * h), 0.0);  // (T, H)
+    std::vector<ExpertTokens> chosen;
     for (index_t e = 0; e < p_.num_experts; ++e) {
-      std::vector<index_t> tokens;
-      std::vector<double> gates;
+      ExpertTokens et{e, {}, {}};
       for (index_t t = 0; t < t_count; ++t) {
         for (index_t j = 0; j < p_.experts_per_token; ++j) {
           if (r.indices(t, j) == e) {
-            tokens.push_back(t);
-            gates.push_back(r.weights(t, j));
+            et.tokens.push_back(t);
+            et.gates.push_back(r.weights(t, j));
           }
         }
       }
-      if (tokens.empty()) continue;
-      const index_t n = static_cast<index_t>(tokens.size());
-      Tensor<float, 2> xe({n, h}), up({n, 2 * inter}), act({n, inter}), down({n, h});
-      for (index_t i = 0; i < n; ++i) {
-        std::copy_n(&normed(tokens[static_cast<std::size_t>(i)], 0), h, &xe(i, 0));
-      }
-      kernels::linear(Backend{}, w.mlp1_weight[static_cast<std::size_t>(e)], w.mlp1_bias[e],
-                      MatrixView<const float>(xe.view()), up.view());
-      kernels::swiglu(Backend{}, up.view(), kernels::kSwigluAlpha, p_.swiglu_limit, act.view());
-      kernels::linear(Backend{}, w.mlp2_weight[static_cast<std::size_t>(e)], w.mlp2_bias[e],
-                      MatrixView<const float>(act.view()), down.view());
-      for (index_t i = 0; i < n; ++i) {
-        double* row = &acc[static_cast<std::size_t>(tokens[static_cast<std::size_t>(i)] * h)];
-        for (index_t c = 0; c < h; ++c) row[c] += gates[static_cast<std::size_t>(i)] * down(i, c);
-      }
+      if (!et.tokens.empty()) chosen.push_back(std::move(et));
+    }
+    // With few tokens (decode), every chosen expert's mlp1 is one product
+    // group and every mlp2 another (on the fast CPU path, one pass of the
+    // thread pool each); with many, one expert at a time, so that only one
+    // expert's activations are held.
+    std::vector<double> acc(static_cast<std::size_t>(t_count * h), 0.0);  // (T, H)
+    const std::size_t batch = t_count < kGroupedTokens ? std::max<std::size_t>(1, chosen.size()) : 1;
+    for (std::size_t first = 0; first < chosen.size(); first += batch) {
+      const std::size_t count = std::min(batch, chosen.size() - first);
+      run_experts(w, MatrixView<const float>(normed.view()), std::span(chosen).subspan(first, count), acc);
     }
     for (index_t t = 0; t < t_count; ++t) {
       for (index_t c = 0; c < h; ++c) {
@@ -191,6 +195,57 @@ class MoEBlock {
   }
 
  private:
+  /// Below this many tokens the chosen experts' products run as groups.
+  static constexpr index_t kGroupedTokens = 16;
+
+  /// One expert and the tokens routed to it, with their gate weights.
+  struct ExpertTokens {
+    index_t expert;
+    std::vector<index_t> tokens;
+    std::vector<double> gates;
+  };
+
+  /// acc (T, H) += gate x mlp2(SwiGLU(mlp1(normed row))) for each expert in
+  /// `part` and each of its tokens: the mlp1 products as one group, then the
+  /// mlp2 products as another.
+  void run_experts(const Weights& w, MatrixView<const float> normed, std::span<const ExpertTokens> part,
+                   std::vector<double>& acc) const {
+    const index_t h = p_.hidden, inter = p_.intermediate;
+    std::vector<Tensor<float, 2>> xe, up, act, down;  // per expert: (n, H), (n, 2I), (n, I), (n, H)
+    xe.reserve(part.size()), up.reserve(part.size()), act.reserve(part.size()), down.reserve(part.size());
+    for (const ExpertTokens& et : part) {
+      const index_t n = static_cast<index_t>(et.tokens.size());
+      xe.emplace_back(std::array{n, h});
+      up.emplace_back(std::array{n, 2 * inter});
+      act.emplace_back(std::array{n, inter});
+      down.emplace_back(std::array{n, h});
+      for (index_t i = 0; i < n; ++i) {
+        std::copy_n(&normed(et.tokens[static_cast<std::size_t>(i)], 0), h, &xe.back()(i, 0));
+      }
+    }
+    std::vector<kernels::LinearTask<ExpertMatrix>> mlp1, mlp2;
+    for (std::size_t i = 0; i < part.size(); ++i) {
+      const auto e = static_cast<std::size_t>(part[i].expert);
+      mlp1.push_back({w.mlp1_weight[e], w.mlp1_bias[part[i].expert], MatrixView<const float>(xe[i].view()),
+                      up[i].view()});
+    }
+    kernels::linear_group(Backend{}, std::span<const kernels::LinearTask<ExpertMatrix>>(mlp1));
+    for (std::size_t i = 0; i < part.size(); ++i) {
+      const auto e = static_cast<std::size_t>(part[i].expert);
+      kernels::swiglu(Backend{}, up[i].view(), kernels::kSwigluAlpha, p_.swiglu_limit, act[i].view());
+      mlp2.push_back({w.mlp2_weight[e], w.mlp2_bias[part[i].expert], MatrixView<const float>(act[i].view()),
+                      down[i].view()});
+    }
+    kernels::linear_group(Backend{}, std::span<const kernels::LinearTask<ExpertMatrix>>(mlp2));
+    for (std::size_t i = 0; i < part.size(); ++i) {
+      const ExpertTokens& et = part[i];
+      for (std::size_t j = 0; j < et.tokens.size(); ++j) {
+        double* row = &acc[static_cast<std::size_t>(et.tokens[j] * h)];
+        for (index_t c = 0; c < h; ++c) row[c] += et.gates[j] * down[i](static_cast<index_t>(j), c);
+      }
+    }
+  }
+
   MoEParams p_;
   RMSNorm<Backend> norm_;
 };

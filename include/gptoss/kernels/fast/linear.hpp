@@ -666,6 +666,52 @@ void run_linear(const typename Family::Rows& weights, int64_t n, int64_t k,
   }
 }
 
+/// One product of a group run by run_linear_group: y (T, N) = x (T, K) W^T + bias.
+template <class Rows>
+struct RowsTask {
+  Rows w;
+  int64_t n = 0, k = 0;
+  VectorView<const bf16> bias;
+  MatrixView<const float> x;
+  MatrixView<float> y;
+};
+
+/// run_linear for several products in one pass of the pool: their rows are
+/// laid end to end (each product starting on a row block) and split across
+/// the threads as one range, so the threads start and meet once, and a
+/// thread that finishes its share steals from the next product's rows.
+/// `exact_row(task, r, t0, count)` recomputes the rows the family flags.
+/// Every task has at least kMaxGroupRows rows and one token or more (the
+/// callers check).
+template <class Family, class ExactRow>
+void run_linear_group(std::span<const RowsTask<typename Family::Rows>> tasks, const ExactRow& exact_row) {
+  using XElem = typename Family::XElem;
+  const std::size_t count = tasks.size();
+  std::vector<int64_t> first_row(count + 1, 0), first_x(count + 1, 0);  // offsets, end to end
+  for (std::size_t i = 0; i < count; ++i) {
+    const RowsTask<typename Family::Rows>& task = tasks[i];
+    first_row[i + 1] = first_row[i] + (task.n + kRowBlock - 1) / kRowBlock * kRowBlock;
+    first_x[i + 1] = first_x[i] + task.x.extent(0) * Family::packed_stride(task.k);
+  }
+  XElem* packed = scratch_buffer<XElem, ScratchSlot::packed_activations>(static_cast<std::size_t>(first_x[count]));
+  for (std::size_t i = 0; i < count; ++i) {
+    const RowsTask<typename Family::Rows>& task = tasks[i];
+    const int64_t stride = Family::packed_stride(task.k);
+    for (int64_t t = 0; t < task.x.extent(0); ++t) Family::pack_token(&task.x(t, 0), task.k, packed + first_x[i] + t * stride);
+  }
+  auto rows = [&](int64_t first, int64_t last) {
+    for (std::size_t i = 0; i < count; ++i) {
+      const RowsTask<typename Family::Rows>& task = tasks[i];
+      const int64_t lo = std::max(first, first_row[i]), hi = std::min(last, first_row[i] + task.n);
+      if (lo >= hi) continue;
+      linear_rows<Family>(task.w, Family::chunks(task.k), packed + first_x[i], Family::packed_stride(task.k),
+                          task.x.extent(0), task.bias, task.y, lo - first_row[i], hi - first_row[i],
+                          [&](int64_t r, int64_t t0, int64_t c) { exact_row(i, r, t0, c); });
+    }
+  };
+  thread_pool().parallel_for_stealing(0, first_row[count], kRowBlock, kStealChunkBlocks, rows);
+}
+
 inline auto no_exact_rows = [](int64_t, int64_t, int64_t) {};
 
 inline bool bf16_precision_active() {
