@@ -1,10 +1,10 @@
 // Which execution pipes the AVX-512 instructions of the MXFP4 row kernels
 // share, and how close the kernels come to the floor their instruction mix
-// sets. Each pipe benchmark keeps 28 independent registers busy, 14 with one
-// instruction class and 14 with another (or the same class twice), one
+// sets. Each pipe benchmark keeps 24 independent registers busy, 12 with one
+// instruction class and 12 with another (or the same class twice), one
 // instruction per register per loop: two classes on disjoint pairs of pipes
-// retire about 4 per cycle together, two on the same pair about 2, two that
-// share one pipe about 2.8. The kernel benchmarks run the bf16 and fp32
+// retire about 3.5-4 per cycle together, two on the same pair about 2, two
+// that share one pipe about 2.5. The kernel benchmarks run the bf16 and fp32
 // micro-kernels (4 rows, one token) on 16 rows of 2880 weights held in L1,
 // and report cycles per row and 64-byte chunk.
 //
@@ -153,8 +153,8 @@ enum class KernelPrecision { bf16, fp32 };
 
 template <KernelPrecision P>
 void BM_mxfp4_row_kernel(benchmark::State& state) {
-  if (!has_avx512_bf16()) {
-    state.SkipWithError("needs AVX512_BF16");
+  if (P == KernelPrecision::bf16 ? !has_avx512_bf16() : active_isa() != Isa::avx512) {
+    state.SkipWithError(P == KernelPrecision::bf16 ? "needs AVX512_BF16" : "needs AVX-512");
     return;
   }
   constexpr std::int64_t kRows = 16, kCols = 2880, kBlocks = kCols / 32, kChunks = (kBlocks + 3) / 4;
