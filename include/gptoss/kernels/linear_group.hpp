@@ -70,17 +70,7 @@ inline void linear_group(cpu_fast, std::span<const LinearTask<FP4TensorView<MXFP
     const auto& t = tasks[i];
     fast::exact_linear_row(t.w, r, t.bias, t.x, t.y, t0, count);
   };
-  if (fast::int8_activations_active()) {
-    fast::run_linear_group<fast::Avx512Mxfp4Int8>(all, exact);
-  } else if (fast::bf16_precision_active()) {
-    if (matmul_precision() == MatmulPrecision::bf16x2) {
-      fast::run_linear_group<fast::Avx512Mxfp4Bf16<true>>(all, exact);
-    } else {
-      fast::run_linear_group<fast::Avx512Mxfp4Bf16<false>>(all, exact);
-    }
-  } else {
-    fast::run_linear_group<fast::Avx512Mxfp4F32>(all, exact);
-  }
+  fast::with_avx512_mxfp4_family([&]<class Family>() { fast::run_linear_group<Family>(all, exact); });
 #endif
 }
 

@@ -727,6 +727,27 @@ inline bool int8_activations_active() noexcept {
 }
 
 #if GPTOSS_X86
+/// Calls run.template operator()<Family>() with the AVX-512 row-streaming
+/// family of MXFP4 products at the current matmul precision (int8, bf16,
+/// bf16x2 or fp32): the one place that choice is made, for single products
+/// and for groups.
+template <class Run>
+void with_avx512_mxfp4_family(Run&& run) {
+  if (int8_activations_active()) {
+    run.template operator()<Avx512Mxfp4Int8>();
+  } else if (bf16_precision_active()) {
+    if (matmul_precision() == MatmulPrecision::bf16x2) {
+      run.template operator()<Avx512Mxfp4Bf16<true>>();
+    } else {
+      run.template operator()<Avx512Mxfp4Bf16<false>>();
+    }
+  } else {
+    run.template operator()<Avx512Mxfp4F32>();
+  }
+}
+#endif
+
+#if GPTOSS_X86
 
 // ---- panels: many tokens ---------------------------------------------------
 //
@@ -1008,16 +1029,9 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
     case Isa::avx512:
       if (fast::use_panels(x.extent(0), rows.blocks_per_row * 16)) {
         fast::mxfp4_panels(rows, n, k, bias, x, y, exact);
-      } else if (fast::int8_activations_active()) {
-        fast::run_linear<fast::Avx512Mxfp4Int8>(rows, n, k, bias, x, y, exact);
-      } else if (fast::bf16_precision_active()) {
-        if (matmul_precision() == MatmulPrecision::bf16x2) {
-          fast::run_linear<fast::Avx512Mxfp4Bf16<true>>(rows, n, k, bias, x, y, exact);
-        } else {
-          fast::run_linear<fast::Avx512Mxfp4Bf16<false>>(rows, n, k, bias, x, y, exact);
-        }
       } else {
-        fast::run_linear<fast::Avx512Mxfp4F32>(rows, n, k, bias, x, y, exact);
+        fast::with_avx512_mxfp4_family(
+            [&]<class Family>() { fast::run_linear<Family>(rows, n, k, bias, x, y, exact); });
       }
       return;
     case Isa::avx2_fma:
