@@ -62,9 +62,9 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// per call from kPanelMinTokens tokens on), or row streaming forced; or, at
 /// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
 /// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
-/// at batch 1 with bf16 dot products, bf16 rows read 4 per micro-kernel call
-/// ("_grouped_rows": the baseline for the one row per call used by default,
-/// Bf16DecodeRows).
+/// at batch 1 with bf16 dot products, bf16 or MXFP4 rows read 4 side by side
+/// ("_grouped_rows": the baseline for the one row at a time used by default,
+/// Bf16DecodeRows and Mxfp4DecodeRows).
 enum class Path { default_path, rows, small_pages, grouped_rows };
 
 const char* path_suffix(Path path) {
@@ -324,6 +324,7 @@ struct DefaultKernelSettingsOnExit {
     set_matmul_precision(MatmulPrecision::fp32);
     kernels::fast::set_panel_min_tokens(kernels::fast::kPanelMinTokens);
     kernels::fast::set_bf16_decode_rows(kernels::fast::Bf16DecodeRows::one);
+    kernels::fast::set_mxfp4_decode_rows(kernels::fast::Mxfp4DecodeRows::one);
   }
 };
 
@@ -334,6 +335,8 @@ void bm_linear(benchmark::State& state, const Shape s, const Impl impl, const in
   kernels::fast::set_panel_min_tokens(path == Path::rows ? INT64_MAX : kernels::fast::kPanelMinTokens);
   kernels::fast::set_bf16_decode_rows(path == Path::grouped_rows ? kernels::fast::Bf16DecodeRows::grouped
                                                                  : kernels::fast::Bf16DecodeRows::one);
+  kernels::fast::set_mxfp4_decode_rows(path == Path::grouped_rows ? kernels::fast::Mxfp4DecodeRows::grouped
+                                                                  : kernels::fast::Mxfp4DecodeRows::one);
   set_matmul_precision(precision_of(impl));
   Weights& w = weights_for(s);
   if (uses_int8_copies(s, impl)) ensure_int8(w);
@@ -386,8 +389,8 @@ void register_benchmarks() {
                 (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
               continue;
             }
-            // The row-grouping baseline: one-token bf16 dot products of bf16 weights.
-            if (path == Path::grouped_rows && (t != 1 || s.mxfp4 || impl != Impl::fast_bf16)) {
+            // The row-grouping baseline: one-token bf16 dot products.
+            if (path == Path::grouped_rows && (t != 1 || impl != Impl::fast_bf16)) {
               continue;
             }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +

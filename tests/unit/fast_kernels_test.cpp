@@ -73,6 +73,19 @@ class ScopedBf16DecodeRows {
   kernels::fast::Bf16DecodeRows previous_;
 };
 
+/// Sets how one-token MXFP4 products walk their rows for a scope.
+class ScopedMxfp4DecodeRows {
+ public:
+  explicit ScopedMxfp4DecodeRows(kernels::fast::Mxfp4DecodeRows rows)
+      : previous_(kernels::fast::mxfp4_decode_rows()) {
+    kernels::fast::set_mxfp4_decode_rows(rows);
+  }
+  ~ScopedMxfp4DecodeRows() { kernels::fast::set_mxfp4_decode_rows(previous_); }
+
+ private:
+  kernels::fast::Mxfp4DecodeRows previous_;
+};
+
 /// Relative bound per precision, in units of sum_k |w x|.
 double linear_tolerance(MatmulPrecision p, Isa isa) {
   const bool bf16_dot = isa == Isa::avx512 && cpu_features().avx512bf16;
@@ -439,6 +452,32 @@ TEST_CASE("Fast linear: MXFP4 matches the reference on odd sizes", "[fast][linea
         const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {s.n}, -1.0f, 1.0f);
         check_linear_all_tiers(w.view(), x, bias.view());
         check_linear_all_tiers(w.view(), x, VectorView<const bf16>{});
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast linear: one-token MXFP4 rows, read one at a time or 4 side by side, match the reference",
+          "[fast][linear][mxfp4]") {
+  // At one token with bf16 dot products a row is read whole before the next,
+  // in runs of 16 blocks, its last 1..16 blocks in one masked run
+  // (Mxfp4DecodeRows::one, the default); `grouped` reads 4 rows side by
+  // side. Every remainder of the blocks per row modulo 16, rows of whole
+  // runs only, and a product large enough for the thread pool.
+  test::Rng rng(505);
+  std::vector<index_t> block_counts;
+  for (index_t b = 1; b <= 33; ++b) block_counts.push_back(b);
+  block_counts.push_back(90);  // K = 2880
+  for (const index_t blocks : block_counts) {
+    const index_t k = 32 * blocks, n = blocks == 90 ? 97 : 5 + blocks % 4;
+    DYNAMIC_SECTION("N " << n << ", K " << k) {
+      const FP4Tensor<> w = random_mxfp4(rng, n, k, 118, 130);
+      const Tensor<float, 2> x = random_activations(rng, 1, k);
+      const Tensor<bf16, 1> bias = test::random_bf16<1>(rng, {n}, -1.0f, 1.0f);
+      for (const auto rows : {kernels::fast::Mxfp4DecodeRows::one, kernels::fast::Mxfp4DecodeRows::grouped}) {
+        INFO("MXFP4 decode rows " << static_cast<int>(rows));
+        ScopedMxfp4DecodeRows scoped(rows);
+        check_linear_all_tiers(w.view(), x, bias.view());
       }
     }
   }

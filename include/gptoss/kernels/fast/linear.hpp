@@ -49,6 +49,7 @@
 #include "gptoss/core/backend.hpp"
 #include "gptoss/core/bf16.hpp"
 #include "gptoss/core/cpu_features.hpp"
+#include "gptoss/core/huge_pages.hpp"
 #include "gptoss/core/tensor_view.hpp"
 #include "gptoss/core/thread_pool.hpp"
 #include "gptoss/core/weight_matrix.hpp"
@@ -140,11 +141,32 @@ inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
   bf16_decode_rows_setting().store(static_cast<int>(rows), std::memory_order_relaxed);
 }
 
-/// Per-thread scratch buffers, one per Slot, of at least n elements.
+/// How a one-token MXFP4 product walks its rows at the bf16 and bf16x2
+/// precisions. `one` (the default): each row read whole before the next, in
+/// runs of 4 chunks (mxfp4_bf16_row_avx512), so each core reads one forward
+/// stream; `grouped`: 4 rows side by side, as batches do (kept as the
+/// benchmarks' baseline). docs/performance.md, "MXFP4 rows in runs of 4
+/// chunks".
+enum class Mxfp4DecodeRows : int { one = 1, grouped = 4 };
+
+inline std::atomic<int>& mxfp4_decode_rows_setting() noexcept {
+  static std::atomic<int> setting{static_cast<int>(Mxfp4DecodeRows::one)};
+  return setting;
+}
+inline Mxfp4DecodeRows mxfp4_decode_rows() noexcept {
+  return static_cast<Mxfp4DecodeRows>(mxfp4_decode_rows_setting().load(std::memory_order_relaxed));
+}
+inline void set_mxfp4_decode_rows(Mxfp4DecodeRows rows) noexcept {
+  mxfp4_decode_rows_setting().store(static_cast<int>(rows), std::memory_order_relaxed);
+}
+
+/// Per-thread scratch buffers, one per Slot, of at least n elements, 64-byte
+/// aligned: the micro-kernels load packed activations 64 bytes at a time, and
+/// malloc's 16-byte alignment split 3 of 4 such loads across two cache lines.
 enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding, panel, panel_scales, panel_rows };
 template <class T, ScratchSlot Slot>
 T* scratch_buffer(std::size_t n) {
-  thread_local std::vector<T> buffer;
+  thread_local std::vector<T, HugePageAllocator<T>> buffer;
   if (buffer.size() < n) buffer.resize(n);
   return buffer.data();
 }
@@ -262,6 +284,8 @@ struct Avx512Mxfp4F32 : Avx512Mxfp4Family {
   }
 };
 
+/// MXFP4 x bf16 activations (the bf16 and bf16x2 precisions). At one token
+/// the 4 rows of a call are read one after another (Mxfp4DecodeRows).
 template <bool Split>
 struct Avx512Mxfp4Bf16 : Avx512Mxfp4Family {
   using XElem = std::uint16_t;
@@ -279,6 +303,12 @@ struct Avx512Mxfp4Bf16 : Avx512Mxfp4Family {
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
+    if constexpr (TT == 1) {
+      if (mxfp4_decode_rows() == Mxfp4DecodeRows::one) {
+        for (int i = 0; i < rows_for(1); ++i) mxfp4_bf16_row_avx512<Split>(w, row + i, c0, c1, x, acc + kLanes * i);
+        return;
+      }
+    }
     mxfp4_bf16_tile_avx512<rows_for(TT), TT, Split>(w, row, c0, c1, x, stride, acc);
   }
 };

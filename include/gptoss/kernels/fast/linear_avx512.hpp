@@ -403,6 +403,96 @@ GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_tile_avx512(const Mxfp4Rows& w, int64_
   }
 }
 
+/// vpermps indexes for a run of 4 chunks: lane i of chunk p takes the scale
+/// of the run's block 4p + i / 4.
+inline constexpr std::uint32_t kRunScaleIndex[4][16] = {
+    {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+    {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+    {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+    {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
+
+/// Run of 4 chunks of mxfp4_bf16_row_avx512 from chunk c, added into a:
+/// whole, or (Last) the row's last 1..16 blocks, `live` of them, with
+/// masked loads (missing blocks read as zero weights of scale 1, and the
+/// activations of missing chunks are not read).
+template <bool Split, bool Last>
+GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_row_run(
+    const std::uint8_t* blocks, const std::uint8_t* scales, int64_t c, int64_t live,
+    const std::uint16_t* x, __m512i lut, const __m512i (&index)[4], __m512 (&a)[4]) {
+  constexpr int kPlane = Split ? 64 : 32;  // uint16 per plane
+  __m512i q[4];
+  __mmask32 x_mask[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const std::uint8_t* bp = blocks + 64 * (c + p);
+    if constexpr (Last) {
+      const int64_t here = std::clamp<int64_t>(live - 4 * p, 0, 4);
+      q[p] = _mm512_maskz_loadu_epi32(first_lanes16(4 * here), bp);
+      x_mask[p] = here > 0 ? ~__mmask32{0} : __mmask32{0};
+    } else {
+      q[p] = _mm512_loadu_si512(bp);
+    }
+    asm("" : "+v"(q[p]));  // one load per chunk: not again as each shift's operand
+  }
+  if constexpr (!Last) {
+    prefetch_lines(blocks + 64 * c + kMxfp4PrefetchBytes, 4);
+    __builtin_prefetch(scales + 4 * c + kMxfp4PrefetchBytes / 16, 0, 3);
+  }
+  const __m128i scale_bytes =
+      Last ? _mm_mask_loadu_epi8(_mm_set1_epi8(127), first_lanes16(live), scales + 4 * c)
+           : _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 4 * c));
+  const __m512 run_scales = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(scale_bytes), 23));
+  const std::uint16_t* xc = x + c * 4 * kPlane;
+  __m512 t[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) t[p] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int n = 0; n < 4; ++n) {
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) {
+      const __m512bh wv =
+          as_bf16x32(_mm512_permutexvar_epi16(n == 0 ? q[p] : _mm512_srli_epi16(q[p], 4 * n), lut));
+      const std::uint16_t* xp = xc + (4 * p + n) * kPlane;
+      t[p] = _mm512_dpbf16_ps(t[p], wv, as_bf16x32(Last ? _mm512_maskz_loadu_epi16(x_mask[p], xp) : _mm512_loadu_si512(xp)));
+      if constexpr (Split) {
+        const std::uint16_t* lo = xp + 32;
+        t[p] = _mm512_dpbf16_ps(t[p], wv, as_bf16x32(Last ? _mm512_maskz_loadu_epi16(x_mask[p], lo) : _mm512_loadu_si512(lo)));
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) a[p] = _mm512_fmadd_ps(t[p], _mm512_permutexvar_ps(index[p], run_scales), a[p]);
+}
+
+/// One row of MXFP4 x one token of bf16 activations, chunks [c0, c1) added
+/// into acc (16): mxfp4_bf16_tile_avx512 at R = TT = 1, the same packed x,
+/// for decode. The row is read in runs of 4 chunks (256 consecutive bytes),
+/// one partial sum per chunk: a core reads one forward stream of blocks and
+/// one of scales, where a 4-row tile reads 4 row streams side by side, and
+/// the 4 chunks' dot-product chains hide vdpbf16ps's latency as 4 rows do.
+/// A run's 16 scale bytes become floats once (vpmovzxbd, a shift) and reach
+/// each chunk's lanes by vpermps; the row's last 1..16 blocks are one masked
+/// run.
+template <bool Split>
+GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_row_avx512(const Mxfp4Rows& w, int64_t row, int64_t c0,
+                                                    int64_t c1, const std::uint16_t* x, float* acc) {
+  const int64_t nb = w.blocks_per_row, end_block = std::min(nb, 4 * c1);
+  const std::uint8_t* blocks = w.blocks + row * nb * 16;
+  const std::uint8_t* scales = w.scales + row * nb;
+  const __m512i lut = _mm512_loadu_si512(kE2M1Bf16x2);
+  __m512i index[4];
+  __m512 a[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    index[p] = _mm512_loadu_si512(kRunScaleIndex[p]);
+    a[p] = p == 0 ? _mm512_loadu_ps(acc) : _mm512_setzero_ps();
+  }
+  int64_t c = c0;
+  for (; 4 * c + 16 <= end_block; c += 4) mxfp4_bf16_row_run<Split, false>(blocks, scales, c, 16, x, lut, index, a);
+  if (4 * c < end_block) mxfp4_bf16_row_run<Split, true>(blocks, scales, c, end_block - 4 * c, x, lut, index, a);
+  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+}
+
 /// vpshufb table: E2M1 code -> 2 x value + 12, an unsigned byte in [0, 24]
 /// (the 2x makes every value an integer; the +12 makes it unsigned for
 /// vpdpbusd, and the packed activations carry -12 x their sums to undo it).
