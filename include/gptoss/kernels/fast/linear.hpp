@@ -143,7 +143,7 @@ inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
 
 /// How a one-token MXFP4 product walks its rows at the bf16 and bf16x2
 /// precisions. `one` (the default): each row read whole before the next, in
-/// runs of 4 chunks (mxfp4_bf16_row_avx512), so each core reads one forward
+/// runs of 4 chunks (mxfp4_bf16_rows_avx512), so each core reads one forward
 /// stream; `grouped`: 4 rows side by side, as batches do (kept as the
 /// benchmarks' baseline). docs/performance.md, "MXFP4 rows in runs of 4
 /// chunks".
@@ -305,7 +305,7 @@ struct Avx512Mxfp4Bf16 : Avx512Mxfp4Family {
                    int64_t stride, float* acc) {
     if constexpr (TT == 1) {
       if (mxfp4_decode_rows() == Mxfp4DecodeRows::one) {
-        for (int i = 0; i < rows_for(1); ++i) mxfp4_bf16_row_avx512<Split>(w, row + i, c0, c1, x, acc + kLanes * i);
+        mxfp4_bf16_rows_avx512<Split>(w, row, rows_for(1), c0, c1, x, acc);
         return;
       }
     }

@@ -411,7 +411,7 @@ inline constexpr std::uint32_t kRunScaleIndex[4][16] = {
     {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
     {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
 
-/// Run of 4 chunks of mxfp4_bf16_row_avx512 from chunk c, added into a:
+/// Run of 4 chunks of mxfp4_bf16_rows_avx512 from chunk c, added into a:
 /// whole, or (Last) the row's last 1..16 blocks, `live` of them, with
 /// masked loads (missing blocks read as zero weights of scale 1, and the
 /// activations of missing chunks are not read).
@@ -464,33 +464,34 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
   for (int p = 0; p < 4; ++p) a[p] = _mm512_fmadd_ps(t[p], _mm512_permutexvar_ps(index[p], run_scales), a[p]);
 }
 
-/// One row of MXFP4 x one token of bf16 activations, chunks [c0, c1) added
-/// into acc (16): mxfp4_bf16_tile_avx512 at R = TT = 1, the same packed x,
-/// for decode. The row is read in runs of 4 chunks (256 consecutive bytes),
-/// one partial sum per chunk: a core reads one forward stream of blocks and
-/// one of scales, where a 4-row tile reads 4 row streams side by side, and
-/// the 4 chunks' dot-product chains hide vdpbf16ps's latency as 4 rows do.
-/// A run's 16 scale bytes become floats once (vpmovzxbd, a shift) and reach
-/// each chunk's lanes by vpermps; the row's last 1..16 blocks are one masked
-/// run.
+/// Rows [row, row + rows) of MXFP4 x one token of bf16 activations, each
+/// read whole before the next, chunks [c0, c1) added into acc (rows, 16):
+/// mxfp4_bf16_tile_avx512 at TT = 1, the same packed x, for decode. A row
+/// is read in runs of 4 chunks (256 consecutive bytes), one partial sum per
+/// chunk: a core reads one forward stream of blocks and one of scales,
+/// where a 4-row tile reads 4 row streams side by side, and the 4 chunks'
+/// dot-product chains hide vdpbf16ps's latency as 4 rows do. A run's 16
+/// scale bytes become floats once (vpmovzxbd, a shift) and reach each
+/// chunk's lanes by vpermps; a row's last 1..16 blocks are one masked run.
 template <bool Split>
-GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_row_avx512(const Mxfp4Rows& w, int64_t row, int64_t c0,
-                                                    int64_t c1, const std::uint16_t* x, float* acc) {
+GPTOSS_TARGET_AVX512_BF16 void mxfp4_bf16_rows_avx512(const Mxfp4Rows& w, int64_t row, int rows, int64_t c0,
+                                                     int64_t c1, const std::uint16_t* x, float* acc) {
   const int64_t nb = w.blocks_per_row, end_block = std::min(nb, 4 * c1);
-  const std::uint8_t* blocks = w.blocks + row * nb * 16;
-  const std::uint8_t* scales = w.scales + row * nb;
   const __m512i lut = _mm512_loadu_si512(kE2M1Bf16x2);
   __m512i index[4];
-  __m512 a[4];
 #pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p) {
-    index[p] = _mm512_loadu_si512(kRunScaleIndex[p]);
-    a[p] = p == 0 ? _mm512_loadu_ps(acc) : _mm512_setzero_ps();
+  for (int p = 0; p < 4; ++p) index[p] = _mm512_loadu_si512(kRunScaleIndex[p]);
+  for (int i = 0; i < rows; ++i) {
+    const std::uint8_t* blocks = w.blocks + (row + i) * nb * 16;
+    const std::uint8_t* scales = w.scales + (row + i) * nb;
+    __m512 a[4];
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) a[p] = p == 0 ? _mm512_loadu_ps(acc + 16 * i) : _mm512_setzero_ps();
+    int64_t c = c0;
+    for (; 4 * c + 16 <= end_block; c += 4) mxfp4_bf16_row_run<Split, false>(blocks, scales, c, 16, x, lut, index, a);
+    if (4 * c < end_block) mxfp4_bf16_row_run<Split, true>(blocks, scales, c, end_block - 4 * c, x, lut, index, a);
+    _mm512_storeu_ps(acc + 16 * i, _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
   }
-  int64_t c = c0;
-  for (; 4 * c + 16 <= end_block; c += 4) mxfp4_bf16_row_run<Split, false>(blocks, scales, c, 16, x, lut, index, a);
-  if (4 * c < end_block) mxfp4_bf16_row_run<Split, true>(blocks, scales, c, end_block - 4 * c, x, lut, index, a);
-  _mm512_storeu_ps(acc, _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
 }
 
 /// vpshufb table: E2M1 code -> 2 x value + 12, an unsigned byte in [0, 24]
