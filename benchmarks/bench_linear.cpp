@@ -62,7 +62,8 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// per call from kPanelMinTokens tokens on), or row streaming forced; or, at
 /// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
 /// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
-/// at batch 1 with bf16 dot products, bf16 or MXFP4 rows read 4 side by side
+/// at batch 1 with bf16 dot products (and MXFP4 with int8 activations), rows
+/// read 4 side by side
 /// ("_grouped_rows": the baseline for the one row at a time used by default,
 /// Bf16DecodeRows and Mxfp4DecodeRows).
 enum class Path { default_path, rows, small_pages, grouped_rows };
@@ -389,8 +390,10 @@ void register_benchmarks() {
                 (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
               continue;
             }
-            // The row-grouping baseline: one-token bf16 dot products.
-            if (path == Path::grouped_rows && (t != 1 || impl != Impl::fast_bf16)) {
+            // The row-grouping baseline: one-token bf16 dot products, and
+            // MXFP4 with int8 activations.
+            if (path == Path::grouped_rows &&
+                (t != 1 || (impl != Impl::fast_bf16 && !(impl == Impl::fast_int8act && s.mxfp4)))) {
               continue;
             }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +

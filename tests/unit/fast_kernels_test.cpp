@@ -459,10 +459,10 @@ TEST_CASE("Fast linear: MXFP4 matches the reference on odd sizes", "[fast][linea
 
 TEST_CASE("Fast linear: one-token MXFP4 rows, read one at a time or 4 side by side, match the reference",
           "[fast][linear][mxfp4]") {
-  // At one token with bf16 dot products a row is read whole before the next,
-  // in runs of 16 blocks, its last 1..16 blocks in one masked run
-  // (Mxfp4DecodeRows::one, the default); `grouped` reads 4 rows side by
-  // side. Every remainder of the blocks per row modulo 16, rows of whole
+  // At one token with bf16 dot products or int8 activations a row is read
+  // whole before the next, in runs of 16 blocks, its last 1..16 blocks in
+  // one masked run (Mxfp4DecodeRows::one, the default); `grouped` reads 4
+  // rows side by side. Every remainder of the blocks per row modulo 16, rows of whole
   // runs only, and a product large enough for the thread pool.
   test::Rng rng(505);
   std::vector<index_t> block_counts;

@@ -141,11 +141,11 @@ inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
   bf16_decode_rows_setting().store(static_cast<int>(rows), std::memory_order_relaxed);
 }
 
-/// How a one-token MXFP4 product walks its rows at the bf16 and bf16x2
-/// precisions. `one` (the default): each row read whole before the next, in
-/// runs of 4 chunks (mxfp4_bf16_rows_avx512), so each core reads one forward
-/// stream; `grouped`: 4 rows side by side, as batches do (kept as the
-/// benchmarks' baseline). docs/performance.md, "MXFP4 rows in runs of 4
+/// How a one-token MXFP4 product walks its rows at the bf16, bf16x2 and
+/// int8 precisions. `one` (the default): each row read whole before the
+/// next, in runs of 4 chunks (mxfp4_bf16_rows_avx512, mxfp4_int8_rows_avx512),
+/// so each core reads one forward stream; `grouped`: 4 rows side by side, as
+/// batches do (kept as the benchmarks' baseline). docs/performance.md, "MXFP4 rows in runs of 4
 /// chunks".
 enum class Mxfp4DecodeRows : int { one = 1, grouped = 4 };
 
@@ -324,6 +324,12 @@ struct Avx512Mxfp4Int8 : Avx512Mxfp4Family {
   template <int TT>
   static void tile(const Rows& w, int64_t row, int64_t c0, int64_t c1, const XElem* x,
                    int64_t stride, float* acc) {
+    if constexpr (TT == 1) {
+      if (mxfp4_decode_rows() == Mxfp4DecodeRows::one) {
+        mxfp4_int8_rows_avx512(w, row, rows_for(1), c0, c1, x, acc);
+        return;
+      }
+    }
     mxfp4_int8_tile_avx512<rows_for(TT), TT>(w, row, c0, c1, x, stride, acc);
   }
 };

@@ -411,28 +411,27 @@ inline constexpr std::uint32_t kRunScaleIndex[4][16] = {
     {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
     {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
 
-/// Run of 4 chunks of mxfp4_bf16_rows_avx512 from chunk c, added into a:
-/// whole, or (Last) the row's last 1..16 blocks, `live` of them, with
-/// masked loads (missing blocks read as zero weights of scale 1, and the
-/// activations of missing chunks are not read).
-template <bool Split, bool Last>
-GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_row_run(
-    const std::uint8_t* blocks, const std::uint8_t* scales, int64_t c, int64_t live,
-    const std::uint16_t* x, __m512i lut, const __m512i (&index)[4], __m512 (&a)[4]) {
-  constexpr int kPlane = Split ? 64 : 32;  // uint16 per plane
-  __m512i q[4];
-  __mmask32 x_mask[4];
+/// The weights of a run of the one-token MXFP4 row kernels (4 chunks from
+/// chunk c of a row at `blocks`, `scales`) into q: whole, with prefetches
+/// ahead, or (Last) the row's last `live` (1..16) blocks by masked loads,
+/// missing blocks zero and chunk_live[p] whether chunk p holds any. Returns
+/// the run's 16 block scales as floats (Last: 1 for missing blocks).
+template <bool Last>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline __m512 load_mxfp4_row_run(
+    const std::uint8_t* blocks, const std::uint8_t* scales, int64_t c, int64_t live, __m512i (&q)[4],
+    bool (&chunk_live)[4]) {
 #pragma GCC unroll 4
   for (int p = 0; p < 4; ++p) {
     const std::uint8_t* bp = blocks + 64 * (c + p);
     if constexpr (Last) {
       const int64_t here = std::clamp<int64_t>(live - 4 * p, 0, 4);
       q[p] = _mm512_maskz_loadu_epi32(first_lanes16(4 * here), bp);
-      x_mask[p] = here > 0 ? ~__mmask32{0} : __mmask32{0};
+      chunk_live[p] = here > 0;
     } else {
       q[p] = _mm512_loadu_si512(bp);
+      chunk_live[p] = true;
     }
-    asm("" : "+v"(q[p]));  // one load per chunk: not again as each shift's operand
+    asm("" : "+v"(q[p]));  // one load per chunk: not again as each use's memory operand
   }
   if constexpr (!Last) {
     prefetch_lines(blocks + 64 * c + kMxfp4PrefetchBytes, 4);
@@ -441,7 +440,22 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_
   const __m128i scale_bytes =
       Last ? _mm_mask_loadu_epi8(_mm_set1_epi8(127), first_lanes16(live), scales + 4 * c)
            : _mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 4 * c));
-  const __m512 run_scales = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(scale_bytes), 23));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu8_epi32(scale_bytes), 23));
+}
+
+/// Run of 4 chunks of mxfp4_bf16_rows_avx512 from chunk c, added into a
+/// (load_mxfp4_row_run; the activations of missing chunks are not read).
+template <bool Split, bool Last>
+GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void mxfp4_bf16_row_run(
+    const std::uint8_t* blocks, const std::uint8_t* scales, int64_t c, int64_t live,
+    const std::uint16_t* x, __m512i lut, const __m512i (&index)[4], __m512 (&a)[4]) {
+  constexpr int kPlane = Split ? 64 : 32;  // uint16 per plane
+  __m512i q[4];
+  bool chunk_live[4];
+  const __m512 run_scales = load_mxfp4_row_run<Last>(blocks, scales, c, live, q, chunk_live);
+  __mmask32 x_mask[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) x_mask[p] = chunk_live[p] ? ~__mmask32{0} : __mmask32{0};
   const std::uint16_t* xc = x + c * 4 * kPlane;
   __m512 t[4];
 #pragma GCC unroll 4
@@ -706,6 +720,56 @@ GPTOSS_TARGET_AVX512_VNNI void mxfp4_int8_tile_avx512(const Mxfp4Rows& w, int64_
   const int64_t nb = w.blocks_per_row, full_end = std::min(c1, nb / 4);
   if (c0 < full_end) mxfp4_int8_chunks_avx512<R, TT, false>(w, row, c0, full_end, x, x_stride, acc);
   if (full_end < c1) mxfp4_int8_chunks_avx512<R, TT, true>(w, row, full_end, c1, x, x_stride, acc);
+}
+
+/// Run of 4 chunks of mxfp4_int8_rows_avx512 from chunk c, added into a
+/// (load_mxfp4_row_run; the activations of missing chunks are not read).
+template <bool Last>
+GPTOSS_TARGET_AVX512_VNNI __attribute__((always_inline)) inline void mxfp4_int8_row_run(
+    const std::uint8_t* blocks, const std::uint8_t* scales, int64_t c, int64_t live, const std::uint8_t* x,
+    __m512i lut, const __m512i (&index)[4], __m512 (&a)[4]) {
+  const __m512i low_nibbles = _mm512_set1_epi8(0x0f);
+  __m512i q[4];
+  bool chunk_live[4];
+  const __m512 run_scales = load_mxfp4_row_run<Last>(blocks, scales, c, live, q, chunk_live);
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) {
+    const std::uint8_t* xc = x + kInt8ChunkBytes * (c + p);
+    const __mmask64 m = Last && !chunk_live[p] ? __mmask64{0} : ~__mmask64{0};
+    const __m512i x_even = _mm512_maskz_loadu_epi8(m, xc), x_odd = _mm512_maskz_loadu_epi8(m, xc + 64);
+    const __m512i offset = _mm512_maskz_loadu_epi8(m, xc + 128);  // -12 x the lane's activation sum
+    const __m512 x_scale = _mm512_castsi512_ps(_mm512_maskz_loadu_epi8(m, xc + 192));
+    const __m512i even = _mm512_shuffle_epi8(lut, _mm512_and_si512(q[p], low_nibbles));
+    const __m512i odd = _mm512_shuffle_epi8(lut, _mm512_and_si512(_mm512_srli_epi16(q[p], 4), low_nibbles));
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(offset, even, x_even), odd, x_odd);
+    // (dot x activation scale) first, the block scale last, as the tile does.
+    a[p] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(dot), x_scale),
+                           _mm512_permutexvar_ps(index[p], run_scales), a[p]);
+  }
+}
+
+/// Rows [row, row + rows) of MXFP4 x one token of int8 activations, each
+/// read whole before the next, in runs of 4 chunks, chunks [c0, c1) added
+/// into acc (rows, 16): mxfp4_int8_tile_avx512 at TT = 1 (its packed x) as
+/// mxfp4_bf16_rows_avx512 is the bf16 tile's, for the same reason.
+GPTOSS_TARGET_AVX512_VNNI inline void mxfp4_int8_rows_avx512(const Mxfp4Rows& w, int64_t row, int rows, int64_t c0,
+                                                            int64_t c1, const std::uint8_t* x, float* acc) {
+  const int64_t nb = w.blocks_per_row, end_block = std::min(nb, 4 * c1);
+  const __m512i lut = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kE2M1TwiceOffsetBytes)));
+  __m512i index[4];
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p) index[p] = _mm512_loadu_si512(kRunScaleIndex[p]);
+  for (int i = 0; i < rows; ++i) {
+    const std::uint8_t* blocks = w.blocks + (row + i) * nb * 16;
+    const std::uint8_t* scales = w.scales + (row + i) * nb;
+    __m512 a[4];
+#pragma GCC unroll 4
+    for (int p = 0; p < 4; ++p) a[p] = p == 0 ? _mm512_loadu_ps(acc + 16 * i) : _mm512_setzero_ps();
+    int64_t c = c0;
+    for (; 4 * c + 16 <= end_block; c += 4) mxfp4_int8_row_run<false>(blocks, scales, c, 16, x, lut, index, a);
+    if (4 * c < end_block) mxfp4_int8_row_run<true>(blocks, scales, c, end_block - 4 * c, x, lut, index, a);
+    _mm512_storeu_ps(acc + 16 * i, _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3])));
+  }
 }
 
 /// fp32 weights x fp32 activations; chunks of 16 elements, x in natural order.
