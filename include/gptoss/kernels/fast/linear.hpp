@@ -126,8 +126,8 @@ inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile ke
 /// side (`grouped`, as batches do; kept as the benchmarks' baseline).
 /// docs/performance.md, "One bf16 row at a time"; the one-row kernel keeps
 /// independent partial sums ("One bf16 row, partial sums"). The fp32 precision's
-/// bf16 kernel, and MXFP4 and 8-bit rows, which cost more arithmetic per
-/// byte, read 4 rows at a time: one row did not help them.
+/// kernels and 8-bit rows, which cost more arithmetic per byte, read 4 rows
+/// at a time: one row did not help them. MXFP4 rows: Mxfp4DecodeRows.
 enum class Bf16DecodeRows : int { one = 1, grouped = 4 };
 
 inline std::atomic<int>& bf16_decode_rows_setting() noexcept {
