@@ -63,9 +63,8 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
 /// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
 /// at batch 1 with bf16 dot products (and MXFP4 with int8 activations), rows
-/// read 4 side by side
-/// ("_grouped_rows": the baseline for the one row at a time used by default,
-/// Bf16DecodeRows and Mxfp4DecodeRows).
+/// read 4 side by side ("_grouped_rows": the baseline for the one row at a
+/// time used by default, Bf16DecodeRows and Mxfp4DecodeRows).
 enum class Path { default_path, rows, small_pages, grouped_rows };
 
 const char* path_suffix(Path path) {

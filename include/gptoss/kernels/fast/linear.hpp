@@ -145,8 +145,8 @@ inline void set_bf16_decode_rows(Bf16DecodeRows rows) noexcept {
 /// int8 precisions. `one` (the default): each row read whole before the
 /// next, in runs of 4 chunks (mxfp4_bf16_rows_avx512, mxfp4_int8_rows_avx512),
 /// so each core reads one forward stream; `grouped`: 4 rows side by side, as
-/// batches do (kept as the benchmarks' baseline). docs/performance.md, "MXFP4 rows in runs of 4
-/// chunks".
+/// batches do (kept as the benchmarks' baseline). docs/performance.md,
+/// "MXFP4 rows in runs of 4 chunks".
 enum class Mxfp4DecodeRows : int { one = 1, grouped = 4 };
 
 inline std::atomic<int>& mxfp4_decode_rows_setting() noexcept {
@@ -162,7 +162,8 @@ inline void set_mxfp4_decode_rows(Mxfp4DecodeRows rows) noexcept {
 
 /// Per-thread scratch buffers, one per Slot, of at least n elements, 64-byte
 /// aligned: the micro-kernels load packed activations 64 bytes at a time, and
-/// malloc's 16-byte alignment split 3 of 4 such loads across two cache lines.
+/// from a buffer with malloc's 16-byte alignment every such load crossed two
+/// cache lines unless the buffer happened to start on one.
 enum class ScratchSlot { packed_activations, decoded_row, padded_weights, rounding, panel, panel_scales, panel_rows };
 template <class T, ScratchSlot Slot>
 T* scratch_buffer(std::size_t n) {
