@@ -62,9 +62,10 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// per call from kPanelMinTokens tokens on), or row streaming forced; or, at
 /// batch 1, the same weights in ordinary 4 KiB pages ("_4k_pages": the
 /// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
-/// at batch 1 with bf16 dot products (and MXFP4 with int8 activations), rows
-/// read 4 side by side ("_grouped_rows": the baseline for the one row at a
-/// time used by default, Bf16DecodeRows and Mxfp4DecodeRows).
+/// at batch 1, rows read 4 side by side ("_grouped_rows": the baseline for
+/// the one row at a time used by default, Bf16DecodeRows for bf16 weights
+/// at the bf16 precision, Mxfp4DecodeRows for MXFP4 at bf16, bf16x2 and
+/// int8).
 enum class Path { default_path, rows, small_pages, grouped_rows };
 
 const char* path_suffix(Path path) {
@@ -390,9 +391,9 @@ void register_benchmarks() {
               continue;
             }
             // The row-grouping baseline: one-token bf16 dot products, and
-            // MXFP4 with int8 activations.
-            if (path == Path::grouped_rows &&
-                (t != 1 || (impl != Impl::fast_bf16 && !(impl == Impl::fast_int8act && s.mxfp4)))) {
+            // MXFP4 at bf16x2 and with int8 activations.
+            const bool mxfp4_runs = s.mxfp4 && (impl == Impl::fast_bf16x2 || impl == Impl::fast_int8act);
+            if (path == Path::grouped_rows && (t != 1 || (impl != Impl::fast_bf16 && !mxfp4_runs))) {
               continue;
             }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +
