@@ -12,7 +12,9 @@
 // of it (decode_bandwidth_fraction_runs in the JSON, in run order). The best
 // run's decode time is split by part of the forward pass (StageTimer:
 // attention halves, feed-forward halves, the rest), each with the bytes it
-// reads and the rate it streamed them at (decode_parts in the JSON).
+// reads and the rate it streamed them at (decode_parts in the JSON). Last,
+// the process's peak resident memory against the weights and the KV cache
+// it holds (peak_resident_bytes, weight_bytes, kv_cache_bytes).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -35,6 +37,7 @@
 #include "gptoss/gptoss.hpp"
 #include "gptoss/kernels/fast/all.hpp"
 #include "bench_report.hpp"
+#include "process_memory.hpp"
 #include "cuda_bench_command.hpp"
 
 namespace gptoss::cli {
@@ -157,7 +160,7 @@ inline int run_bench(const BenchArgs& a) {
   double best_prefill = 0.0;
   std::vector<double> decode_rates, run_bandwidths;  // in run order
   std::vector<StageTimer::Totals> run_parts;         // decode time by part, in run order
-  std::size_t kv_bytes_per_token_read = 0;
+  std::size_t kv_bytes_per_token_read = 0, kv_cache_bytes = 0;
   for (int r = 0; r < a.repeat; ++r) {
     Sequence seq = model.new_sequence(a.prompt + a.gen);
     t0 = std::chrono::steady_clock::now();
@@ -177,9 +180,12 @@ inline int run_bench(const BenchArgs& a) {
     decode_rates.push_back(a.gen / decode_s);
     run_parts.push_back(parts.totals());
     // KV cache read by the last step: every held key and value.
+    // The cache's memory: what its buffers hold, used or not.
     kv_bytes_per_token_read = 0;
+    kv_cache_bytes = 0;
     for (std::size_t l = 0; l < seq.num_layers(); ++l) {
       kv_bytes_per_token_read += static_cast<std::size_t>(seq.cache(l).size()) * 2 * dims.num_kv_heads * dims.head_dim * sizeof(float);
+      kv_cache_bytes += seq.cache(l).bytes();
     }
     // This run's bound: the faster of the probes just before and just after it.
     probes.push_back(kernels::fast::measure_read_bandwidth(thread_pool(), std::size_t{1} << 28, 8));
@@ -201,6 +207,12 @@ inline int run_bench(const BenchArgs& a) {
   const std::vector<DecodePart> decode_parts = describe_decode_parts(bytes, run_parts[best_run], a.gen,
                                                                      run_bandwidths[best_run]);
   const ModelBenchFigures f{a.prompt, a.gen, a.repeat, best_prefill, decode_rates, decode_bytes, bandwidth};
+  // Peak resident memory against what the model must hold: its weights (and
+  // the 8-bit copies) and the last run's KV cache. The rest is scratch, the
+  // thread stacks and the 256 MiB probe buffer.
+  const double weight_bytes = static_cast<double>(count.bytes()) + static_cast<double>(int8.int8_bytes);
+  const double peak_resident = static_cast<double>(process_memory().peak);
+  const double held_bytes = weight_bytes + static_cast<double>(kv_cache_bytes);
   const double flops_per_token = 2.0 * static_cast<double>(count.active_per_token);
 
   if (a.json) {
@@ -213,6 +225,9 @@ inline int run_bench(const BenchArgs& a) {
     j["matmul_precision"] = precision;
     j["int8_dense"] = a.int8_dense;
     if (a.int8_dense) j["int8_logit_error"] = int8_logit_error;
+    j["weight_bytes"] = weight_bytes;
+    j["kv_cache_bytes"] = kv_cache_bytes;
+    j["peak_resident_bytes"] = peak_resident;
     nlohmann::ordered_json parts_json;
     for (const DecodePart& p : decode_parts) {
       parts_json[p.name] = {{"seconds_per_token", p.seconds_per_token},
@@ -246,6 +261,9 @@ inline int run_bench(const BenchArgs& a) {
                 << " GB/token, " << std::setw(6) << p.bytes_per_s() / 1e9 << " GB/s, " << std::setw(6)
                 << 100.0 * p.bandwidth_fraction() << "% of the probe\n";
     }
+    std::cout << "memory: peak resident " << peak_resident / 1e9 << " GB for " << weight_bytes / 1e9
+              << " GB of weights and " << kv_cache_bytes / 1e6 << " MB of KV cache ("
+              << peak_resident / held_bytes << "x)\n";
   }
   return 0;
 }

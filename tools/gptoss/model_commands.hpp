@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
-#include <fstream>
 #include <functional>
 #include <iomanip>
 #include <iostream>
@@ -17,6 +16,7 @@
 #include <vector>
 
 #include "gptoss/gptoss.hpp"
+#include "process_memory.hpp"
 
 namespace gptoss::cli {
 
@@ -231,23 +231,6 @@ inline std::string human_bytes(double n) {
   else if (n >= 1e3) s << n / 1e3 << " kB";
   else s << std::setprecision(0) << n << " B";
   return s.str();
-}
-
-/// Resident and peak resident memory of this process, bytes (Linux).
-struct ProcessMemory {
-  std::int64_t rss = 0, peak = 0;
-};
-inline ProcessMemory process_memory() {
-  ProcessMemory m;
-  std::ifstream status("/proc/self/status");
-  std::string key;
-  while (status >> key) {
-    std::int64_t kb = 0;
-    if (key == "VmRSS:" && status >> kb) m.rss = kb * 1024;
-    else if (key == "VmHWM:" && status >> kb) m.peak = kb * 1024;
-    status.ignore(1 << 20, '\n');
-  }
-  return m;
 }
 
 /// Visitor that reads one byte per cache line of every weight (a checksum),
