@@ -224,6 +224,11 @@ TEST_CASE("Invalid sampling parameters and logits are rejected", "[sampling][err
   CHECK_THROWS_MATCHES(sampler.sample(std::vector<float>{1.0f, NAN}), RangeError, MessageHas({"logit 1 is NaN"}));
   const float inf = std::numeric_limits<float>::infinity();
   CHECK_THROWS_MATCHES(sampler.sample(std::vector<float>{-inf, -inf}), RangeError, MessageHas({"masked"}));
+  // +inf: every path, sampled, greedy or asked for its distribution.
+  CHECK_THROWS_MATCHES(sampler.sample(std::vector<float>{0.0f, inf, 1.0f}), RangeError, MessageHas({"logit 1 is +inf"}));
+  CHECK_THROWS_MATCHES(sampler.probabilities(std::vector<float>{inf, 1.0f}), RangeError, MessageHas({"logit 0 is +inf"}));
+  CHECK_THROWS_MATCHES(Sampler({.temperature = 0.0}).sample(std::vector<float>{1.0f, inf}), RangeError,
+                       MessageHas({"+inf"}));
   CHECK_THROWS_AS(sampler.sample(std::vector<float>{}), RangeError);
 }
 

@@ -52,7 +52,8 @@ class Sampler {
   void reseed(std::uint64_t seed) { rng_.seed(seed); }
 
   /// The next token for `logits` (V) given the tokens already in the
-  /// context (for the repetition penalty).
+  /// context (for the repetition penalty). -inf masks a token; throws
+  /// RangeError for empty logits, a NaN or +inf logit, or every token masked.
   std::int32_t sample(std::span<const float> logits, std::span<const std::int32_t> context = {}) {
     std::vector<double> scores = penalized(logits, context);
     if (params_.greedy()) return argmax(scores);
@@ -99,6 +100,10 @@ class Sampler {
     std::vector<double> scores(logits.begin(), logits.end());
     for (std::size_t i = 0; i < scores.size(); ++i) {
       if (std::isnan(scores[i])) throw RangeError("sampling: logit " + std::to_string(i) + " is NaN");
+      // -inf masks a token; +inf leaves no distribution (exp(inf - inf)).
+      if (scores[i] == std::numeric_limits<double>::infinity()) {
+        throw RangeError("sampling: logit " + std::to_string(i) + " is +inf");
+      }
     }
     if (params_.repetition_penalty != 1.0) {
       std::vector<bool> seen(scores.size(), false);
