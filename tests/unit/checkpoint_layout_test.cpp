@@ -239,6 +239,11 @@ TEST_CASE("Layout: malformed shard indexes are clear errors", "[checkpoint][layo
     write_json(index_path, {{"weight_map", {1, 2}}});
     REQUIRE_THROWS_MATCHES(load_checkpoint(dir), FormatError, MessageHas({"no weight_map"}));
   }
+  SECTION("weight_map is empty") {
+    write_json(index_path, {{"metadata", nlohmann::json::object()}, {"weight_map", nlohmann::json::object()}});
+    REQUIRE_THROWS_MATCHES(load_checkpoint(dir), FormatError, MessageHas({"index.json", "lists no tensors"}));
+    REQUIRE_THROWS_MATCHES(plan_checkpoint(dir), FormatError, MessageHas({"index.json", "lists no tensors"}));
+  }
   SECTION("the index is not JSON") {
     std::ofstream(index_path) << "{\"weight_map\": {";
     REQUIRE_THROWS_MATCHES(load_checkpoint(dir), ConfigError, MessageHas({"index.json", "not valid JSON"}));

@@ -315,6 +315,7 @@ inline CheckpointInfo inspect_checkpoint(const std::filesystem::path& dir) {
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
       throw FormatError(iwhere + ": no weight_map object");
     }
+    if (index["weight_map"].empty()) throw FormatError(iwhere + ": weight_map lists no tensors");
     std::set<std::string> seen;
     for (const auto& [tensor, file] : index["weight_map"].items()) {
       if (!file.is_string() || !detail::is_plain_file_name(file.get<std::string>())) {
