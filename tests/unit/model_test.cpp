@@ -147,6 +147,39 @@ TEST_CASE("Going past the context limit is a clear error", "[model][kv-cache]") 
                          MessageHas({"token id 97 at position 1"}));
 }
 
+TEST_CASE("A sequence made by a model of another shape is refused", "[model][kv-cache]") {
+  Transformer<> model(odd_dims());
+  fill_random_weights(model, 17);
+  const auto tokens = random_tokens(8, model.dims().vocab, 2);
+  const auto other_sequence = [&](ModelDims dims) {
+    Transformer<> other(dims);
+    fill_random_weights(other, 18);
+    Sequence seq = other.new_sequence(64);
+    other.forward(seq, std::span(tokens).first(7));
+    return seq;
+  };
+  ModelDims narrower = odd_dims();
+  narrower.sliding_window = 2;
+  Sequence seq = other_sequence(narrower);
+  REQUIRE_THROWS_MATCHES(model.forward(seq, std::span(tokens).subspan(7, 1)), Error,
+                         MessageHas({"layer 0 cache has window 2", "needs window 3"}));
+  ModelDims fewer_heads = odd_dims();
+  fewer_heads.num_heads = 2;
+  fewer_heads.num_kv_heads = 1;
+  seq = other_sequence(fewer_heads);
+  REQUIRE_THROWS_MATCHES(model.forward(seq, std::span(tokens).subspan(7, 1)), Error,
+                         MessageHas({"1 KV heads of 32", "3 KV heads of 32"}));
+  ModelDims shallower = odd_dims();
+  shallower.num_layers = 2;
+  seq = other_sequence(shallower);
+  REQUIRE_THROWS_MATCHES(model.forward(seq, std::span(tokens).subspan(7, 1)), Error,
+                         MessageHas({"model with 2 layers"}));
+  // Its own sequence still runs.
+  Sequence own = model.new_sequence(64);
+  model.forward(own, std::span(tokens).first(7));
+  CHECK(model.forward(own, std::span(tokens).subspan(7, 1)).size() == model.dims().vocab);
+}
+
 TEST_CASE("Independent sequences share one model, also from several threads", "[model][kv-cache]") {
   Transformer<> model(odd_dims());
   fill_random_weights(model, 19);

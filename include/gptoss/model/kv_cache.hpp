@@ -41,6 +41,8 @@ class LayerKVCache {
     if (window_ > 0) reserve(sink_tokens_ + window_);  // never grows, so no context limit
   }
 
+  index_t num_kv_heads() const noexcept { return heads_; }
+  index_t head_dim() const noexcept { return head_dim_; }
   bool sliding() const noexcept { return window_ > 0; }
   index_t window() const noexcept { return window_; }
   /// Tokens at positions < sink_tokens() are kept for ever (sliding layers).

@@ -210,17 +210,41 @@ class Transformer<Cfg, Backend, BlockPattern<Blocks...>> {
   }
 
  private:
+  /// Throws Error unless every layer's cache in `seq` has the shape
+  /// new_sequence gives this model: a sequence made by a model with another
+  /// window, sink count or KV shape would be read wrongly, not failed.
+  void check_sequence(const Sequence& seq) const {
+    if (seq.num_layers() != static_cast<std::size_t>(dims_.num_layers)) {
+      throw Error("forward: the sequence was made for a model with " +
+                  std::to_string(seq.num_layers()) + " layers, this one has " +
+                  std::to_string(dims_.num_layers));
+    }
+    for (int l = 0; l < dims_.num_layers; ++l) {
+      const LayerKVCache& cache = seq.cache(static_cast<std::size_t>(l));
+      with_layer(weights_, l, [&](const auto& block, const auto&) {
+        if (cache.window() != block.window() || cache.sink_tokens() != block.sink_tokens() ||
+            cache.num_kv_heads() != dims_.num_kv_heads || cache.head_dim() != dims_.head_dim) {
+          const auto shape = [](index_t window, index_t sinks, index_t heads, index_t dim) {
+            return "window " + std::to_string(window) + ", " + std::to_string(sinks) + " sink tokens, " +
+                   std::to_string(heads) + " KV heads of " + std::to_string(dim);
+          };
+          throw Error("forward: the sequence's layer " + std::to_string(l) + " cache has " +
+                      shape(cache.window(), cache.sink_tokens(), cache.num_kv_heads(), cache.head_dim()) +
+                      "; this model's layer " + std::to_string(l) + " needs " +
+                      shape(block.window(), block.sink_tokens(), dims_.num_kv_heads, dims_.head_dim) +
+                      " (make the sequence with this model's new_sequence)");
+        }
+      });
+    }
+  }
+
   /// Runs every block on `tokens` (continuing `seq`) and the final norm: (T, H).
   template <class Observer>
   Tensor<float, 2> final_hidden(Sequence& seq, std::span<const std::int32_t> tokens,
                                 Observer& observe) const {
     const index_t t_count = static_cast<index_t>(tokens.size());
     if (t_count == 0) throw RangeError("forward: empty token list");
-    if (seq.num_layers() != static_cast<std::size_t>(dims_.num_layers)) {
-      throw Error("forward: the sequence was made for a model with " +
-                  std::to_string(seq.num_layers()) + " layers, this one has " +
-                  std::to_string(dims_.num_layers));
-    }
+    check_sequence(seq);
     if (!seq.bounded() && seq.length() + t_count > seq.max_context()) {
       throw RangeError("context overflow: " + std::to_string(seq.length()) + " tokens held + " +
                        std::to_string(t_count) + " new exceed the context limit of " +
