@@ -285,6 +285,21 @@ TEST_CASE("ignore_merges emits a pre-token found in the vocabulary directly", "[
   CHECK(direct.encode("abcabc") == merged.encode("abcabc"));  // "abcabc" is not in the vocabulary
 }
 
+TEST_CASE("The pre-tokenizer's \\s rewrite keeps POSIX classes inside a class", "[tokenizer]") {
+  const auto pieces = [](std::string_view pattern, std::string_view text) {
+    std::vector<std::string> out;
+    text::RegexSplitter(pattern, "test pattern").split(text, [&](std::string_view p) { out.emplace_back(p); });
+    return out;
+  };
+  using Pieces = std::vector<std::string>;
+  CHECK(pieces("[0-9\\s]", "1 2") == Pieces{"1", " ", "2"});
+  CHECK(pieces("[[:digit:]\\s]", "1 2") == Pieces{"1", " ", "2"});
+  // \s is Unicode White_Space: a no-break space joins the digits' run.
+  CHECK(pieces("[[:digit:]\\s]+", "a\u00a01 2b") == Pieces{"a", "\u00a01 2", "b"});
+  // Unmatched text between matches is a piece of its own.
+  CHECK(pieces("[^[:alpha:]\\s]+", "ab 12 cd") == Pieces{"ab ", "12", " cd"});
+}
+
 TEST_CASE("Malformed tokenizer.json files are rejected naming the file and the fault", "[tokenizer][errors]") {
   const auto good = small_tokenizer_json({"ab"}, {{"a", "b"}}, false, false);
   const auto rejects = [](const nlohmann::json& j, std::initializer_list<std::string> fragments) {

@@ -38,8 +38,9 @@ inline constexpr std::string_view kWhiteSpaceRanges =
     "\\x{9}-\\x{d}\\x{20}\\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}";
 
 /// Rewrites \s and \S to explicit White_Space classes (outside and inside
-/// character classes). \S inside a class has no range form; it is left to
-/// PCRE2 (the o200k pattern has none).
+/// character classes, which may hold POSIX classes such as [:digit:]). \S
+/// inside a class has no range form; it is left to PCRE2 (the o200k pattern
+/// has none).
 inline std::string spell_out_whitespace(std::string_view pattern) {
   std::string out;
   out.reserve(pattern.size() * 2);
@@ -74,6 +75,15 @@ inline std::string spell_out_whitespace(std::string_view pattern) {
       if (i + 1 < pattern.size() && pattern[i + 1] == '^') out += pattern[++i];
       if (i + 1 < pattern.size() && pattern[i + 1] == ']') out += pattern[++i];
       continue;
+    }
+    if (c == '[' && in_class && i + 1 < pattern.size() && pattern[i + 1] == ':') {
+      // A POSIX class such as [:digit:] inside a class: its ']' does not close the class.
+      const std::size_t end = pattern.find(":]", i + 2);
+      if (end != std::string_view::npos) {
+        out += pattern.substr(i, end + 2 - i);
+        i = end + 1;
+        continue;
+      }
     }
     if (c == ']' && in_class) in_class = false;
     out += c;
