@@ -497,6 +497,20 @@ TEST_CASE("safetensors: malformed header JSON is rejected", "[safetensors][io][b
                     image(R"({"w":{"dtype":"F8_E9","shape":[1],"data_offsets":[0,1]}})", "a")),
         {"tensor 'w'", "unknown dtype 'F8_E9'"});
   }
+  SECTION("a tensor named twice") {
+    // JSON keeps the last; the first tensor would vanish.
+    require_rejected(
+        write_image(dir, "twice.safetensors",
+                    image(R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                          R"("w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                          "abcdefgh")),
+        {"names 'w' twice"});
+    // The same key at another depth is not a repeat.
+    const auto path = write_image(
+        dir, "nested.safetensors",
+        image(R"({"__metadata__":{"w":"x"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", "abcd"));
+    CHECK(io::SafetensorsFile(path).tensors().size() == 1);
+  }
   SECTION("__metadata__ not a string map") {
     require_rejected(write_image(dir, "metaarr.safetensors", image(R"({"__metadata__":[1]})")),
                      {"__metadata__", "not an object"});

@@ -203,12 +203,24 @@ class SafetensorsFile {
     }
     const char* text = reinterpret_cast<const char*>(file_.data() + 8);
     nlohmann::json header;
+    // JSON keeps the last of two equal keys; a header naming a tensor twice
+    // would lose one silently, so top-level keys are collected as they come.
+    std::set<std::string> top_keys;
+    std::string repeated_key;
+    const auto note_keys = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+      if (event == nlohmann::json::parse_event_t::key && depth == 1 && repeated_key.empty() &&
+          !top_keys.insert(parsed.get<std::string>()).second) {
+        repeated_key = parsed.get<std::string>();
+      }
+      return true;
+    };
     try {
-      header = nlohmann::json::parse(text, text + header_len);
+      header = nlohmann::json::parse(text, text + header_len, note_keys);
     } catch (const nlohmann::json::exception& e) {
       bad(std::string("header is not valid JSON: ") + e.what());
     }
     if (!header.is_object()) bad("header is not a JSON object");
+    if (!repeated_key.empty()) bad("header names '" + repeated_key + "' twice");
 
     data_begin_ = file_.data() + 8 + header_len;
     const std::uint64_t data_size = file_size - 8 - header_len;
