@@ -419,6 +419,38 @@ TEST_CASE("Invalid conversations and arguments are rejected naming the fault", "
   CHECK_THROWS_MATCHES(from_chat_template_kwargs(ordered_json::parse("{}")), FormatError, MessageHas({"\"messages\""}));
 }
 
+TEST_CASE("Chat template arguments of the wrong JSON type are FormatErrors naming the field", "[harmony][errors]") {
+  const auto rejects = [](const char* text, std::initializer_list<std::string> fragments) {
+    CHECK_THROWS_MATCHES(from_chat_template_kwargs(ordered_json::parse(text), "2025-08-05"), FormatError,
+                         MessageHas(fragments));
+  };
+  const char* user = R"("messages": [{"role": "user", "content": "hi"}])";
+  rejects((std::string("{") + user + R"(, "add_generation_prompt": "yes"})").c_str(),
+          {"add_generation_prompt", "string", "not a bool"});
+  rejects((std::string("{") + user + R"(, "model_identity": 7})").c_str(), {"model_identity", "number", "not a string"});
+  rejects((std::string("{") + user + R"(, "reasoning_effort": ["low"]})").c_str(), {"reasoning_effort", "array"});
+  rejects(R"({"messages": [{"role": 5}]})", {"messages[0]", "\"role\"", "number"});
+  rejects(R"({"messages": [{"role": "user", "content": "a"}, {"role": true}]})", {"messages[1]", "\"role\"", "boolean"});
+  rejects((std::string("{") + user + R"(, "tools": [5]})").c_str(), {"tools[0]", "number", "not an object"});
+  rejects((std::string("{") + user + R"(, "tools": [{"function": "f"}]})").c_str(), {"tools[0].function", "string"});
+  rejects((std::string("{") + user + R"(, "tools": [{"name": 1}]})").c_str(), {"tools[0]", "\"name\"", "number"});
+  rejects(R"({"messages": [{"role": "assistant", "tool_calls": ["x"]}]})", {"messages[0].tool_calls[0]", "not an object"});
+  rejects(R"({"messages": [{"role": "assistant", "tool_calls": [{"name": "f", "content_type": 3}]}]})",
+          {"messages[0].tool_calls[0]", "content_type", "number"});
+  // Nesting deep enough to exhaust the stack of a recursive writer is refused up front.
+  std::string deep = R"({"messages": [{"role": "assistant", "tool_calls": [{"name": "f", "arguments": )";
+  deep += std::string(100000, '[') + std::string(100000, ']') + "}]}]}";
+  rejects(deep.c_str(), {"chat template arguments", "nested deeper than 256"});
+  CHECK_THROWS_MATCHES(text::python_json(ordered_json::parse(std::string(300, '[') + std::string(300, ']'))),
+                       FormatError, MessageHas({"python_json", "nested deeper"}));
+  // Within the limit, the writers still run.
+  CHECK(text::python_json(ordered_json::parse(std::string(256, '[') + std::string(256, ']'))).size() == 512);
+  const auto ok = from_chat_template_kwargs(
+      ordered_json::parse(R"({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {"a": [1, {"b": null}]}}}]}]})"),
+      "2025-08-05");
+  CHECK(ok.messages.back().text() == R"({"a": [1, {"b": null}]})");
+}
+
 TEST_CASE("The HF style differs from harmony in exactly its documented ways", "[harmony][hf]") {
   RenderOptions hf;
   hf.style = TemplateStyle::hf_chat_template;

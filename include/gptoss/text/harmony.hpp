@@ -599,17 +599,34 @@ struct ChatTemplateRequest {
 inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs, std::string today = "") {
   const auto fail = [](const std::string& what) -> void { throw FormatError("chat template arguments: " + what); };
   if (!kwargs.is_object()) fail("not a JSON object");
+  check_json_depth(kwargs, "chat template arguments");
+  // A string or bool member of `object` (`where` names it), `fallback` when absent or null.
+  const auto string_field = [&](const ordered_json& object, const char* key, const std::string& fallback,
+                                const std::string& where) -> std::string {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return fallback;
+    if (!it->is_string()) fail(where + "\"" + key + "\" is a " + it->type_name() + ", not a string");
+    return it->get<std::string>();
+  };
+  const auto object_at = [&](const ordered_json& value, const std::string& where) -> const ordered_json& {
+    if (!value.is_object()) fail(where + " is a " + std::string(value.type_name()) + ", not an object");
+    return value;
+  };
   const auto text_of = [&](const ordered_json& m, const char* key) -> std::string {
     const auto it = m.find(key);
     if (it == m.end() || it->is_null()) return "";
     return it->is_string() ? it->get<std::string>() : python_json(*it);
   };
   ChatTemplateRequest request;
-  request.add_generation_prompt = kwargs.value("add_generation_prompt", false);
+  if (const auto it = kwargs.find("add_generation_prompt"); it != kwargs.end() && !it->is_null()) {
+    if (!it->is_boolean()) fail(std::string("\"add_generation_prompt\" is a ") + it->type_name() + ", not a bool");
+    request.add_generation_prompt = it->get<bool>();
+  }
 
   SystemContent sys;
-  sys.model_identity = kwargs.value("model_identity", std::string("You are ChatGPT, a large language model trained by OpenAI."));
-  sys.reasoning_effort = effort_from_name(kwargs.value("reasoning_effort", std::string("medium")));
+  sys.model_identity =
+      string_field(kwargs, "model_identity", "You are ChatGPT, a large language model trained by OpenAI.", "");
+  sys.reasoning_effort = effort_from_name(string_field(kwargs, "reasoning_effort", "medium", ""));
   sys.conversation_start_date = today.empty() ? local_date() : today;
   if (const auto builtin = kwargs.find("builtin_tools"); builtin != kwargs.end() && builtin->is_array()) {
     for (const auto& name : *builtin) {
@@ -626,7 +643,7 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
   DeveloperContent dev;
   bool has_developer = false;
   if (!messages.empty() && messages[0].is_object()) {
-    const std::string role = messages[0].value("role", "");
+    const std::string role = string_field(messages[0], "role", "", "messages[0]: ");
     if (role == "system" || role == "developer") {
       first = 1;
       if (const std::string instructions = text_of(messages[0], "content"); !instructions.empty()) {
@@ -637,9 +654,12 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
   }
   if (const auto tools = kwargs.find("tools"); tools != kwargs.end() && tools->is_array() && !tools->empty()) {
     std::vector<ToolDescription> functions;
-    for (const auto& entry : *tools) {
-      const ordered_json& f = entry.contains("function") ? entry["function"] : entry;
-      ToolDescription d{f.value("name", ""), f.value("description", ""), std::nullopt};
+    for (std::size_t t = 0; t < tools->size(); ++t) {
+      const std::string where = "tools[" + std::to_string(t) + "]";
+      const ordered_json& entry = object_at((*tools)[t], where);
+      const ordered_json& f = entry.contains("function") ? object_at(entry["function"], where + ".function") : entry;
+      ToolDescription d{string_field(f, "name", "", where + ": "), string_field(f, "description", "", where + ": "),
+                        std::nullopt};
       if (f.contains("parameters") && !f["parameters"].is_null()) d.parameters = f["parameters"];
       functions.push_back(std::move(d));
     }
@@ -652,7 +672,8 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
   for (std::size_t i = first; i < messages.size(); ++i) {
     const ordered_json& m = messages[i];
     if (!m.is_object()) fail("messages[" + std::to_string(i) + "] is not an object");
-    const std::string role = m.value("role", "");
+    const std::string where = "messages[" + std::to_string(i) + "]";
+    const std::string role = string_field(m, "role", "", where + ": ");
     if (role == "assistant") {
       const std::string content = text_of(m, "content"), thinking = text_of(m, "thinking");
       if (m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty()) {
@@ -662,13 +683,16 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
         if (!content.empty() || !thinking.empty()) {
           request.messages.push_back(Message::assistant(content.empty() ? thinking : content, "analysis"));
         }
-        const ordered_json& call = m["tool_calls"][0].contains("function") ? m["tool_calls"][0]["function"] : m["tool_calls"][0];
-        const std::string name = call.value("name", "");
-        Message message = Message::assistant(python_json(call.contains("arguments") ? call["arguments"] : ordered_json::object()),
-                                             "commentary");
+        const std::string call_where = where + ".tool_calls[0]";
+        const ordered_json& first_call = object_at(m["tool_calls"][0], call_where);
+        const ordered_json& call =
+            first_call.contains("function") ? object_at(first_call["function"], call_where + ".function") : first_call;
+        const std::string name = string_field(call, "name", "", call_where + ": ");
+        const auto arguments = call.find("arguments");
+        Message message = Message::assistant(
+            arguments != call.end() ? python_json(*arguments) : std::string("{}"), "commentary");
         message.recipient = "functions." + name;
-        message.content_type = call.contains("content_type") ? call["content_type"].get<std::string>()
-                                                             : std::string(kConstrain) + "json";
+        message.content_type = string_field(call, "content_type", std::string(kConstrain) + "json", call_where + ": ");
         request.messages.push_back(std::move(message));
         last_tool_call = name;
       } else {

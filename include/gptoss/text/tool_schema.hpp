@@ -15,15 +15,41 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "gptoss/core/error.hpp"
 
 namespace gptoss::text {
 
 using ordered_json = nlohmann::ordered_json;
 
-/// JSON text as Python's json.dumps(value, ensure_ascii=False) writes it.
-inline std::string python_json(const ordered_json& value) {
+/// The deepest nesting python_json and the TypeScript writers accept: they
+/// recurse once per level, so a deeper value is refused before it can use
+/// up the stack.
+inline constexpr int kMaxJsonDepth = 256;
+
+/// Throws FormatError naming `what` if `value` nests deeper than
+/// kMaxJsonDepth (checked without recursion).
+inline void check_json_depth(const ordered_json& value, const std::string& what) {
+  std::vector<std::pair<const ordered_json*, int>> pending{{&value, 1}};
+  while (!pending.empty()) {
+    const auto [v, depth] = pending.back();
+    pending.pop_back();
+    if (!v->is_structured()) continue;
+    if (depth > kMaxJsonDepth) {
+      throw FormatError(what + ": JSON nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
+    for (const ordered_json& item : *v) pending.emplace_back(&item, depth + 1);
+  }
+}
+
+namespace detail {
+
+/// python_json without the depth check (it recurses once per level).
+inline std::string python_json_nested(const ordered_json& value) {
   std::string out;
   switch (value.type()) {
     case ordered_json::value_t::object: {
@@ -32,9 +58,9 @@ inline std::string python_json(const ordered_json& value) {
       for (const auto& [key, item] : value.items()) {
         if (!first) out += ", ";
         first = false;
-        out += python_json(ordered_json(key));
+        out += python_json_nested(ordered_json(key));
         out += ": ";
-        out += python_json(item);
+        out += python_json_nested(item);
       }
       out += '}';
       return out;
@@ -43,7 +69,7 @@ inline std::string python_json(const ordered_json& value) {
       out += '[';
       for (std::size_t i = 0; i < value.size(); ++i) {
         if (i) out += ", ";
-        out += python_json(value[i]);
+        out += python_json_nested(value[i]);
       }
       out += ']';
       return out;
@@ -77,6 +103,15 @@ inline std::string python_json(const ordered_json& value) {
   }
 }
 
+}  // namespace detail
+
+/// JSON text as Python's json.dumps(value, ensure_ascii=False) writes it;
+/// a value nested deeper than kMaxJsonDepth is a FormatError.
+inline std::string python_json(const ordered_json& value) {
+  check_json_depth(value, "python_json");
+  return detail::python_json_nested(value);
+}
+
 namespace detail {
 
 inline const ordered_json* member(const ordered_json& object, const char* key) {
@@ -104,10 +139,8 @@ inline std::string harmony_default(const ordered_json& schema, const ordered_jso
   return value.dump();
 }
 
-}  // namespace detail
-
-/// openai-harmony's json_schema_to_typescript.
-inline std::string harmony_typescript(const ordered_json& schema, const std::string& indent = "") {
+/// harmony_typescript without the depth check.
+inline std::string harmony_typescript_nested(const ordered_json& schema, const std::string& indent) {
   using detail::member;
   using detail::string_member;
   const auto with_null = [](const ordered_json& variant, std::string type) {
@@ -118,7 +151,7 @@ inline std::string harmony_typescript(const ordered_json& schema, const std::str
     std::string out;
     for (const ordered_json& variant : *one_of) {
       out += "\n" + indent + " | ";
-      out += with_null(variant, harmony_typescript(variant, indent + "   "));
+      out += with_null(variant, harmony_typescript_nested(variant, indent + "   "));
       std::string comments;
       if (const std::string* d = string_member(variant, "description")) comments = *d;
       if (const ordered_json* def = member(variant, "default")) {
@@ -186,7 +219,7 @@ inline std::string harmony_typescript(const ordered_json& schema, const std::str
           out += indent + key + optional + ":\n";
           for (std::size_t i = 0; i < one_of->size(); ++i) {
             const ordered_json& variant = (*one_of)[i];
-            out += indent + " | " + with_null(variant, harmony_typescript(variant, indent + "   "));
+            out += indent + " | " + with_null(variant, harmony_typescript_nested(variant, indent + "   "));
             std::string comments;
             if (!(i == 0 && description_above)) {
               const std::string* d = string_member(variant, "description");
@@ -202,7 +235,7 @@ inline std::string harmony_typescript(const ordered_json& schema, const std::str
           out += indent + ",\n";
           continue;
         }
-        out += indent + key + optional + ": " + with_null(value, harmony_typescript(value, indent + "    ")) + ",";
+        out += indent + key + optional + ": " + with_null(value, harmony_typescript_nested(value, indent + "    ")) + ",";
         if (one_of == nullptr) {
           if (const ordered_json* def = member(value, "default")) out += " // default: " + detail::harmony_default(value, *def);
         }
@@ -229,9 +262,18 @@ inline std::string harmony_typescript(const ordered_json& schema, const std::str
   if (kind == "boolean") return "boolean";
   if (kind == "array") {
     const ordered_json* items = member(schema, "items");
-    return items != nullptr ? harmony_typescript(*items, indent) + "[]" : "Array<any>";
+    return items != nullptr ? harmony_typescript_nested(*items, indent) + "[]" : "Array<any>";
   }
   return "any";
+}
+
+}  // namespace detail
+
+/// openai-harmony's json_schema_to_typescript; a schema nested deeper than
+/// kMaxJsonDepth is a FormatError.
+inline std::string harmony_typescript(const ordered_json& schema, const std::string& indent = "") {
+  check_json_depth(schema, "tool parameter schema");
+  return detail::harmony_typescript_nested(schema, indent);
 }
 
 namespace detail {
@@ -258,12 +300,8 @@ inline bool contains_name(const ordered_json* list, const std::string& name) {
   return false;
 }
 
-}  // namespace detail
-
-/// The HF chat template's render_typescript_type macro (Python Jinja with
-/// trim_blocks and lstrip_blocks, as transformers renders it; the odd
-/// whitespace of nested objects and oneOf defaults is the template's).
-inline std::string hf_template_typescript(const ordered_json& spec) {
+/// hf_template_typescript without the depth check.
+inline std::string hf_template_typescript_nested(const ordered_json& spec) {
   using detail::member;
   const ordered_json* type = member(spec, "type");
   const std::string kind = type != nullptr && type->is_string() ? type->get<std::string>() : "";
@@ -279,7 +317,7 @@ inline std::string hf_template_typescript(const ordered_json& spec) {
       } else if (item_kind == "integer") {
         out = "number[]";
       } else {
-        const std::string inner = hf_template_typescript(*items);
+        const std::string inner = hf_template_typescript_nested(*items);
         out = inner == "object | object" || inner.size() > 50 ? "any[]" : inner + "[]";
       }
     } else {
@@ -302,7 +340,7 @@ inline std::string hf_template_typescript(const ordered_json& spec) {
     std::string out;
     for (std::size_t i = 0; i < one_of->size(); ++i) {
       const ordered_json& variant = (*one_of)[i];
-      out += hf_template_typescript(variant);
+      out += hf_template_typescript_nested(variant);
       if (const ordered_json* d = member(variant, "description"); detail::truthy(d)) out += "// " + detail::template_string(*d);
       if (const ordered_json* def = member(variant, "default")) out += std::string(20, ' ') + "// default: " + python_json(*def);
       if (i + 1 < one_of->size()) out += " | \n";
@@ -332,11 +370,22 @@ inline std::string hf_template_typescript(const ordered_json& spec) {
       if (!first) out += ", ";
       first = false;
       out += name + (detail::contains_name(required, name) ? "" : "?") + ": \n" + std::string(16, ' ') +
-             hf_template_typescript(property);
+             hf_template_typescript_nested(property);
     }
     return out + "}";
   }
   return "any";
+}
+
+}  // namespace detail
+
+/// The HF chat template's render_typescript_type macro (Python Jinja with
+/// trim_blocks and lstrip_blocks, as transformers renders it; the odd
+/// whitespace of nested objects and oneOf defaults is the template's). A
+/// schema nested deeper than kMaxJsonDepth is a FormatError.
+inline std::string hf_template_typescript(const ordered_json& spec) {
+  check_json_depth(spec, "tool parameter schema");
+  return detail::hf_template_typescript_nested(spec);
 }
 
 /// The HF chat template's render_tool_namespace macro: `tools` is a list of
