@@ -331,6 +331,11 @@ TEST_CASE("Malformed tokenizer.json files are rejected naming the file and the f
     auto j = good;
     j["model"]["vocab"]["xyz"] = "seven";
     rejects(j, {"model.vocab", "'xyz'", "not an integer"});
+    for (const nlohmann::json& id : {nlohmann::json(nullptr), nlohmann::json(true), nlohmann::json(false)}) {
+      j = good;
+      j["model"]["vocab"]["xyz"] = id;
+      rejects(j, {"model.vocab", "'xyz'", "not an integer"});
+    }
     j = good;
     j["model"]["vocab"]["xyz"] = 3;  // id 3 is byte 3's
     rejects(j, {"id 3 is given to two tokens"});

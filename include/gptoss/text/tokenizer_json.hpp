@@ -198,6 +198,8 @@ class TokenizerJsonReader : public nlohmann::json_sax<nlohmann::json> {
 
   bool value(nlohmann::json v) {
     if (mode_ == Mode::merges) fail(merge_name() + " is not a string or a pair of strings");
+    // null, true, false: the ids of model.vocab must be integers.
+    if (mode_ == Mode::vocab) fail("model.vocab: the id of '" + pending_token_text() + "' is not an integer");
     if (stack_.empty()) {
       out_.rest = std::move(v);
       return true;
