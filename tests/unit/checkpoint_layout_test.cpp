@@ -202,6 +202,14 @@ TEST_CASE("Layout: Hugging Face config variants", "[checkpoint][layout][config]"
     auto j = real;
     j["hidden_size"] = 1e30;
     REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"hidden_size"}));
+    // Integers, but absurd: refused before any layer is built.
+    j = real;
+    j["head_dim"] = 16777216;
+    REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"cfg", "head_dim", "at most"}));
+    j = real;
+    j["num_hidden_layers"] = 2147483647;
+    j.erase("layer_types");  // (which would be refused first: it lists 24)
+    REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"cfg", "num_layers", "at most"}));
     j = real;
     j["num_local_experts"] = "32";
     REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"num_local_experts", "not a number"}));

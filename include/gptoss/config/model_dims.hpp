@@ -123,8 +123,25 @@ struct ModelDims {
     if (head_dim <= 0 || head_dim % 2 != 0) return "head_dim must be positive and even";
     if (num_heads <= 0 || num_kv_heads <= 0) return "head counts must be positive";
     if (num_heads % num_kv_heads != 0) return "num_attention_heads must be divisible by num_key_value_heads";
-    if (sliding_window < 0) return "sliding_window must be non-negative";
+    // Even layers slide (is_sliding_layer), so every model needs a window.
+    if (sliding_window <= 0) return "sliding_window must be positive";
     if (initial_context <= 0) return "initial_context_length must be positive";
+    // Upper bounds far above any model of this architecture (gpt-oss-120b:
+    // 36 layers, 128 experts, 64 heads of 64, vocabulary 201088). They keep
+    // every product of sizes in range (the QKV width, the YaRN tables, the
+    // parameter counts) and refuse an absurd config before a layer is built
+    // or any memory is allocated for it.
+    if (num_layers > 4096) return "num_layers must be at most 4096";
+    if (num_experts > 65536) return "num_experts must be at most 65536";
+    if (vocab > (1 << 24)) return "vocab_size must be at most 2^24";
+    if (hidden > (1 << 20) || intermediate > (1 << 20)) {
+      return "hidden_size and intermediate_size must be at most 2^20";
+    }
+    if (head_dim > 1024) return "head_dim must be at most 1024";
+    if (num_heads > 4096) return "num_attention_heads must be at most 4096";
+    if (sliding_window > (1 << 24) || initial_context > (1 << 24)) {
+      return "sliding_window and initial_context_length must be at most 2^24";
+    }
     if (!(swiglu_limit > 0.0f)) return "swiglu_limit must be positive";
     if (!(rms_eps > 0.0f)) return "rms_eps must be positive";
     if (!rope().valid()) return "YaRN bounds must satisfy 0 < low < high < head_dim/2 - 1";
