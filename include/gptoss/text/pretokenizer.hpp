@@ -111,7 +111,7 @@ class RegexSplitter {
 
   /// Compiles `pattern`; a pattern PCRE2 rejects is a FormatError naming
   /// `origin` (e.g. the tokenizer file), the offset and PCRE2's reason.
-  RegexSplitter(std::string_view pattern, const std::string& origin) : pattern_(pattern) {
+  RegexSplitter(std::string_view pattern, const std::string& origin) : pattern_(pattern), origin_(origin) {
     const std::string rewritten = detail::spell_out_whitespace(pattern);
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
@@ -140,7 +140,8 @@ class RegexSplitter {
   bool jit_compiled() const noexcept { return jit_; }
 
   /// Calls on_piece(std::string_view) for each piece of `text`, in order;
-  /// the pieces concatenate to `text`.
+  /// the pieces concatenate to `text`. A match PCRE2 gives up on (its
+  /// backtracking limit) is an Error naming the pattern's origin and the byte.
   template <class OnPiece>
   void split(std::string_view text, OnPiece&& on_piece) const {
     if (text.empty()) return;
@@ -163,8 +164,8 @@ class RegexSplitter {
       if (rc < 0) {
         PCRE2_UCHAR message[256];
         pcre2_get_error_message(rc, message, sizeof(message));
-        throw Error(std::string("pre-tokenizer: matching failed at byte ") + std::to_string(start) + ": " +
-                    reinterpret_cast<const char*>(message));
+        throw Error(origin_ + ": the pre-tokenizer pattern failed to match at byte " + std::to_string(start) +
+                    " of the text: " + reinterpret_cast<const char*>(message));
       }
       const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(match.get());
       const std::size_t begin = ovector[0], end = ovector[1];
@@ -181,6 +182,7 @@ class RegexSplitter {
 
  private:
   std::string pattern_;
+  std::string origin_;  // where the pattern came from, for error messages
   std::unique_ptr<pcre2_code, detail::Pcre2CodeFree> code_;
   std::unique_ptr<pcre2_match_context, detail::Pcre2MatchContextFree> context_;
   bool jit_ = false;
