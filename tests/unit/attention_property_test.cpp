@@ -16,6 +16,7 @@
 
 #include "gptoss/gptoss.hpp"
 #include "support/compare.hpp"
+#include "support/matchers.hpp"
 #include "support/random.hpp"
 
 using namespace gptoss;
@@ -567,6 +568,37 @@ TEST_CASE("Attention property: bad shapes and configurations are rejected", "[pr
   bad.sliding_window = 0;
   CHECK_THROWS_AS(SlidingSinkAttention<AttentionSpan::sliding>(bad, 8), ConfigError);
   CHECK_NOTHROW(SlidingSinkAttention<AttentionSpan::full>(bad, 8));
+
+  // The parts called on their own check their buffers too.
+  {
+    Tensor<float, 3> q({3, s.nq, s.d}), k({3, s.nkv, s.d}), v({3, s.nkv, s.d}), short_q({3, 1, s.d});
+    CHECK_NOTHROW(layer.project(rw.weights(), x.view(), 0, q.view(), k.view(), v.view()));
+    CHECK_THROWS_MATCHES(layer.project(rw.weights(), x.view(), 0, short_q.view(), k.view(), v.view()), ShapeError,
+                         test::MessageHas({"project", "(3, 1, 16)"}));
+    CHECK_THROWS_AS(layer.project(rw.weights(), x.view(), 0, q.view(), v.view().slice(0, 2), v.view()), ShapeError);
+    std::vector<index_t> pos{0, 1, 2};
+    const VectorView<const index_t> positions(pos.data(), {3});
+    CHECK_NOTHROW(layer.attend_and_project(rw.weights(), x.view(), q.view(), positions, k.view(), v.view(), positions,
+                                           out.view()));
+    Tensor<float, 2> narrow_x({3, 8}), narrow_out({3, 8});
+    CHECK_THROWS_AS(layer.attend_and_project(rw.weights(), narrow_x.view(), q.view(), positions, k.view(), v.view(),
+                                             positions, narrow_out.view()),
+                    ShapeError);
+    CHECK_THROWS_MATCHES(layer.attend_and_project(rw.weights(), x.view(), short_q.view(), positions, k.view(),
+                                                  v.view(), positions, out.view()),
+                         ShapeError, test::MessageHas({"attend_and_project", "(3, 1, 16)"}));
+  }
+  // A cache holds one sequence, in order: positions that do not continue it are refused.
+  {
+    const SlidingSinkAttention<AttentionSpan::full> full(p, 8);
+    LayerKVCache cache(s.nkv, s.d, 0, 4);
+    CHECK_NOTHROW(full.forward(rw.weights(), x.view(), out.view(), cache, 0));
+    CHECK_THROWS_MATCHES(full.forward(rw.weights(), x.view(), out.view(), cache, 0), RangeError,
+                         test::MessageHas({"first_position 0", "continues at position 3"}));
+    CHECK(cache.size() == 3);
+    CHECK_THROWS_MATCHES(full.forward(rw.weights(), x.view(), out.view(), cache, 3), RangeError,
+                         test::MessageHas({"context overflow"}));
+  }
 
   // The kernel: 4 query heads over 3 KV heads.
   KernelInputs in = random_kernel_inputs(rng, 3, 3, 4, 3, 16);

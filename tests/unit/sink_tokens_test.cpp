@@ -154,13 +154,20 @@ TEST_CASE("Sink tokens: a streaming gpt-oss runs past max_context in constant me
                          MessageHas({"context overflow"}));
 }
 
-TEST_CASE("Sink tokens: the cache rejects a sink position after later ones", "[sink-tokens][kv-cache]") {
+TEST_CASE("Sink tokens: the cache takes positions only in order, from 0", "[sink-tokens][kv-cache]") {
   LayerKVCache cache(1, 2, /*window=*/2, /*max_context=*/4, /*sink_tokens=*/2);
   CHECK(cache.capacity() == 4);
   Tensor<float, 3> kv({3, 1, 2});
-  cache.append(kv.view(), kv.view(), 5);
+  REQUIRE_THROWS_MATCHES(cache.append(kv.view(), kv.view(), 5), RangeError,
+                         MessageHas({"positions from 5", "continues at position 0"}));
+  cache.append(kv.view(), kv.view(), 0);
+  CHECK(cache.next_position() == 3);
   REQUIRE_THROWS_MATCHES(cache.append(kv.view().slice(0, 1), kv.view().slice(0, 1), 1), RangeError,
-                         MessageHas({"position 1", "sink token"}));
+                         MessageHas({"positions from 1", "continues at position 3"}));
+  cache.append(kv.view(), kv.view(), 3);
+  CHECK(cache.size() == 4);  // the 2 sink tokens and the last 2
+  cache.clear();
+  CHECK(cache.next_position() == 0);
   REQUIRE_THROWS_AS(LayerKVCache(1, 2, 0, 4, 2), ConfigError);
 }
 

@@ -157,6 +157,11 @@ class SlidingSinkAttention {
 
   /// Checks every weight's shape; throws ShapeError naming the tensor.
   void check(const Weights& w) const {
+    check_projections(w);
+    check_output(w);
+  }
+  /// The weights project() reads: the norm and the q, k and v projections.
+  void check_projections(const Weights& w) const {
     require_shape(w.norm.scale, {p_.hidden}, "attn norm.scale");
     require_shape(w.q_weight, {p_.q_dim(), p_.hidden}, "attn q weight (qkv.weight rows)");
     require_shape(w.k_weight, {p_.kv_dim(), p_.hidden}, "attn k weight (qkv.weight rows)");
@@ -164,6 +169,9 @@ class SlidingSinkAttention {
     require_shape(w.q_bias, {p_.q_dim()}, "attn q bias (qkv.bias)");
     require_shape(w.k_bias, {p_.kv_dim()}, "attn k bias (qkv.bias)");
     require_shape(w.v_bias, {p_.kv_dim()}, "attn v bias (qkv.bias)");
+  }
+  /// The weights attend_and_project() reads: the sink logits and the output projection.
+  void check_output(const Weights& w) const {
     if constexpr (Sinks::kLearnedLogit) require_shape(w.sinks, {p_.num_heads}, "attn sinks");
     require_shape(w.out_weight, {p_.hidden, p_.q_dim()}, "attn out.weight");
     require_shape(w.out_bias, {p_.hidden}, "attn out.bias");
@@ -173,7 +181,17 @@ class SlidingSinkAttention {
   /// and k (T, nkv, D) and plain v (T, nkv, D).
   void project(const Weights& w, MatrixView<const float> x, index_t first_position,
                TensorView<float, 3> q, TensorView<float, 3> k, TensorView<float, 3> v) const {
+    check_projections(w);
     const index_t t_count = x.extent(0);
+    const std::array<index_t, 3> q_shape{t_count, p_.num_heads, p_.head_dim};
+    const std::array<index_t, 3> kv_shape{t_count, p_.num_kv_heads, p_.head_dim};
+    if (x.extent(1) != p_.hidden || q.shape() != q_shape || k.shape() != kv_shape || v.shape() != kv_shape) {
+      throw ShapeError("SlidingSinkAttention::project: x " + shape_string(x.shape()) + ", q " + shape_string(q.shape()) +
+                       ", k " + shape_string(k.shape()) + ", v " + shape_string(v.shape()) + " must be (T, " +
+                       std::to_string(p_.hidden) + "), (T, " + std::to_string(p_.num_heads) + ", " +
+                       std::to_string(p_.head_dim) + ") and twice (T, " + std::to_string(p_.num_kv_heads) + ", " +
+                       std::to_string(p_.head_dim) + ")");
+    }
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
     const MatrixView<const float> t_in = normed.view();
@@ -231,6 +249,10 @@ class SlidingSinkAttention {
                LayerKVCache& cache, index_t first_position) const {
     check(w);
     check_io(x, out);
+    if (first_position != cache.next_position()) {
+      throw RangeError("SlidingSinkAttention::forward: first_position " + std::to_string(first_position) +
+                       ", but the cache continues at position " + std::to_string(cache.next_position()));
+    }
     const index_t t_count = x.extent(0);
     const index_t nkv = p_.num_kv_heads, d = p_.head_dim;
     Tensor<float, 3> q({t_count, p_.num_heads, d});
@@ -267,7 +289,14 @@ class SlidingSinkAttention {
   void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
                           VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
                           MatrixView<float> out) const {
+    check_output(w);
+    check_io(x, out);
     const index_t t_count = x.extent(0);
+    if (q.extent(0) != t_count || q.extent(1) != p_.num_heads || q.extent(2) != p_.head_dim) {
+      throw ShapeError("SlidingSinkAttention::attend_and_project: q " + shape_string(q.shape()) + " must be (" +
+                       std::to_string(t_count) + ", " + std::to_string(p_.num_heads) + ", " +
+                       std::to_string(p_.head_dim) + ") for x " + shape_string(x.shape()));
+    }
     const std::vector<float> sinks = sink_logits(w);
     Tensor<float, 2> attn({t_count, p_.q_dim()});
     kernels::sink_attention(Backend{}, q, q_pos, parts,

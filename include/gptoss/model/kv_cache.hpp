@@ -49,6 +49,9 @@ class LayerKVCache {
   index_t sink_tokens() const noexcept { return sink_tokens_; }
   /// Keys held now.
   index_t size() const noexcept { return size_; }
+  /// The position the next appended token must have: how many tokens have
+  /// been appended since construction or clear(), held or not.
+  index_t next_position() const noexcept { return next_position_; }
   /// Slots allocated now.
   index_t capacity() const noexcept { return capacity_; }
   /// Bytes of key, value and position storage allocated.
@@ -62,13 +65,19 @@ class LayerKVCache {
   TensorView<const float, 3> values() const noexcept { return {values_.data(), {size_, heads_, head_dim_}}; }
   VectorView<const index_t> positions() const noexcept { return {positions_.data(), {size_}}; }
 
-  /// Stores k, v (T, nkv, D) of tokens at positions first_position + t.
+  /// Stores k, v (T, nkv, D) of tokens at positions first_position + t;
+  /// first_position must be next_position() (RangeError otherwise: a cache
+  /// holds one sequence, in order).
   void append(TensorView<const float, 3> k, TensorView<const float, 3> v, index_t first_position) {
     const index_t t_count = k.extent(0);
     if (k.extent(1) != heads_ || k.extent(2) != head_dim_ || v.shape() != k.shape()) {
       throw ShapeError("LayerKVCache::append: keys " + shape_string(k.shape()) + " and values " +
                        shape_string(v.shape()) + " must be (T, " + std::to_string(heads_) + ", " +
                        std::to_string(head_dim_) + ")");
+    }
+    if (first_position != next_position_) {
+      throw RangeError("LayerKVCache::append: tokens at positions from " + std::to_string(first_position) +
+                       ", but the cache continues at position " + std::to_string(next_position_));
     }
     if (!sliding() && first_position + t_count > max_context_) {
       throw RangeError("context overflow: positions up to " +
@@ -104,10 +113,12 @@ class LayerKVCache {
                   static_cast<std::size_t>(row_) * sizeof(float));
       positions_[static_cast<std::size_t>(slot)] = first_position + t;
     }
+    next_position_ += t_count;
   }
 
   void clear() noexcept {
     size_ = 0;
+    next_position_ = 0;
     next_ = 0;
     sinks_held_ = 0;
   }
@@ -121,7 +132,7 @@ class LayerKVCache {
   }
 
   index_t row_, heads_, head_dim_, window_, max_context_, sink_tokens_;
-  index_t size_ = 0, capacity_ = 0, next_ = 0, sinks_held_ = 0;
+  index_t size_ = 0, capacity_ = 0, next_ = 0, sinks_held_ = 0, next_position_ = 0;
   std::vector<float> keys_, values_;
   std::vector<index_t> positions_;
 };
