@@ -832,6 +832,57 @@ TEST_CASE("Fast attention: matches the reference (decode, prefill, windows, GQA)
   }
 }
 
+TEST_CASE("Attention: a masked key's NaN or infinite value reaches no query that cannot see it",
+          "[fast][attention][bad-input]") {
+  test::Rng rng(405);
+  const index_t s_count = 20, nq = 4, nkv = 2, d = 24, window = 5, bad_key = 10;
+  const Tensor<float, 3> q = test::random_tensor<3>(rng, {s_count, nq, d}, 1.5f);
+  const Tensor<float, 3> k = test::random_tensor<3>(rng, {s_count, nkv, d}, 1.5f);
+  const Tensor<float, 3> clean_v = test::random_tensor<3>(rng, {s_count, nkv, d}, 2.0f);
+  const Tensor<float, 1> sinks = test::random_tensor<1>(rng, {nq}, 2.0f);
+  // Queries at positions 0..19; keys in ring-buffer order (not sorted, so
+  // the fast kernels scan them all and mask), key j at position (j + 7) % 20.
+  Tensor<index_t, 1> q_pos({s_count}), k_pos({s_count});
+  for (index_t j = 0; j < s_count; ++j) {
+    q_pos(j) = j;
+    k_pos(j) = (j + 7) % s_count;
+  }
+  const index_t bad_slot = (bad_key + s_count - 7) % s_count;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (const float bad : {kNaN, kInf}) {
+    Tensor<float, 3> v = clean_v;
+    v(bad_slot, 0, 3) = bad;  // KV head 0 serves query heads 0 and 1
+    const auto run = [&](auto backend, const Tensor<float, 3>& values) {
+      Tensor<float, 2> out({s_count, nq * d});
+      kernels::sink_attention(backend, q.view(), q_pos.view(), k.view(), values.view(), k_pos.view(), sinks.view(),
+                              scale, window, out.view());
+      return out;
+    };
+    const auto check = [&](const Tensor<float, 2>& out, const Tensor<float, 2>& clean) {
+      for (index_t t = 0; t < s_count; ++t) {
+        const bool sees_bad_key = bad_key <= t && t - window < bad_key;
+        for (index_t c = 0; c < nq * d; ++c) {
+          INFO("query " << t << ", column " << c);
+          if (sees_bad_key && c % d == 3 && c / d < 2) {
+            CHECK(!std::isfinite(out(t, c)));
+          } else if (sees_bad_key && c / d < 2) {
+            CHECK(std::isfinite(out(t, c)));
+          } else {
+            CHECK(out(t, c) == Approx(clean(t, c)).epsilon(1e-5).margin(1e-6));
+          }
+        }
+      }
+    };
+    const Tensor<float, 2> clean = run(cpu_reference{}, clean_v);
+    check(run(cpu_reference{}, v), clean);
+    for (Isa isa : runnable_isas()) {
+      ScopedIsaLimit limit(isa);
+      INFO("isa " << isa_name(isa) << ", bad value " << bad);
+      check(run(cpu_fast{}, v), clean);
+    }
+  }
+}
+
 TEST_CASE("Fast attention: keys in parts (a ring or growing cache, then new tokens) match one "
           "concatenated set", "[fast][attention][kv-cache]") {
   // Each case: the cache's part (held keys; in ring order when `ring`), the

@@ -391,16 +391,17 @@ GPTOSS_TARGET_AVX2 inline void attend_group_avx2(const AttentionGroup& g, float*
     for (int64_t j0 = kr.begin; j0 < kr.end; j0 += 8) {
       const int64_t count = std::min<int64_t>(8, kr.end - j0);
       alignas(32) std::int32_t visible_lanes[8] = {};
-      bool any = false;
+      int live[8];  // the visible lanes, in order
+      int live_count = 0;
       for (int64_t i = 0; i < count; ++i) {
         keys[i] = kr.k + (j0 + i) * kr.kv_stride;
         values[i] = kr.v + (j0 + i) * kr.kv_stride;
         if (key_visible(kr.k_pos[j0 + i], g.position, g.window)) {
           visible_lanes[i] = -1;
-          any = true;
+          live[live_count++] = static_cast<int>(i);
         }
       }
-      if (!any) continue;
+      if (live_count == 0) continue;
       const __m256 visible =
           _mm256_castsi256_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(visible_lanes)));
       for (int64_t c = 0; c < chunks; ++c) {
@@ -438,15 +439,20 @@ GPTOSS_TARGET_AVX2 inline void attend_group_avx2(const AttentionGroup& g, float*
         const __m256 pv = _mm256_and_ps(visible, exp_avx2(_mm256_sub_ps(score, _mm256_set1_ps(m[h]))));
         l[h] += hsum_avx2(pv);
         _mm256_store_ps(p, pv);
+        // Only the visible keys' values: a masked key's (NaN, say) must not
+        // reach this query through a zero weight.
         for (int64_t c = 0; c < chunks; ++c) {
           const __m256i mask = first_lanes8_avx2(d - 8 * c);
           __m256 a0 = _mm256_loadu_ps(acc_h + 8 * c), a1 = _mm256_setzero_ps();
-          int64_t k = 0;
-          for (; k + 2 <= count; k += 2) {
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[k + 1]), _mm256_maskload_ps(values[k + 1] + 8 * c, mask), a1);
+          int64_t n = 0;
+          for (; n + 2 <= live_count; n += 2) {
+            const int k0 = live[n], k1 = live[n + 1];
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k0]), _mm256_maskload_ps(values[k0] + 8 * c, mask), a0);
+            a1 = _mm256_fmadd_ps(_mm256_set1_ps(p[k1]), _mm256_maskload_ps(values[k1] + 8 * c, mask), a1);
           }
-          if (k < count) a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[k]), _mm256_maskload_ps(values[k] + 8 * c, mask), a0);
+          if (n < live_count) {
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[live[n]]), _mm256_maskload_ps(values[live[n]] + 8 * c, mask), a0);
+          }
           _mm256_storeu_ps(acc_h + 8 * c, _mm256_add_ps(a0, a1));
         }
       }

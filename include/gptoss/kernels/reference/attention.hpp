@@ -89,7 +89,11 @@ inline void sink_attention(cpu_reference, TensorView<const float, 3> q,
       }
       for (index_t i = 0; i < d; ++i) {
         double acc = 0.0;
-        for (index_t j = 0; j < s_count; ++j) acc += w[j] * v(j, kv, i);
+        // Only visible keys: a masked key's value (NaN or infinite, say)
+        // must not reach a query that cannot see it, as 0 x NaN would.
+        for (index_t j = 0; j < s_count; ++j) {
+          if (k_pos[j] <= p && (window == 0 || p - window < k_pos[j])) acc += w[j] * v(j, kv, i);
+        }
         out(t, h * d + i) = static_cast<float>(acc / denom);
       }
     }
