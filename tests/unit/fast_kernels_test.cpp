@@ -23,6 +23,10 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include "gptoss/gptoss.hpp"
@@ -358,6 +362,41 @@ TEST_CASE("Fast kernels: set_num_threads replaces the process pool", "[fast][thr
   set_num_threads(before);
   REQUIRE(num_threads() == before);
 }
+
+#if !defined(__SANITIZE_ADDRESS__)
+TEST_CASE("Fast kernels: a thread pool whose threads cannot start is an Error, not a crash", "[fast][threads]") {
+  // In a child process with its address space capped a few stacks above what
+  // it uses, so that the 8 MiB thread stacks run out after a handful.
+  // (Not under AddressSanitizer, whose own mappings the cap would break.)
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::ifstream status("/proc/self/status");
+    std::string key;
+    long long vm_kb = -1;
+    while (status >> key) {
+      if (key == "VmSize:" && status >> vm_kb) break;
+      status.ignore(1 << 20, '\n');
+    }
+    const rlim_t cap = static_cast<rlim_t>(vm_kb + 40 * 1024) * 1024;
+    const rlimit limit{cap, cap};
+    if (vm_kb < 0 || ::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(3);
+    try {
+      ThreadPool pool(64);
+      ::_exit(1);
+    } catch (const Error& e) {
+      ::_exit(std::string(e.what()).find("could not be started") != std::string::npos ? 0 : 2);
+    } catch (...) {
+      ::_exit(4);
+    }
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  INFO("child exit code (0: Error thrown, 1: no error, 2: other message, 3: no cap, 4: other exception)");
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
 
 TEST_CASE("Fast kernels: large buffers are huge-page aligned, whole and writable", "[fast][memory]") {
   const auto address = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };

@@ -19,30 +19,38 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include "gptoss/core/error.hpp"
 
 namespace gptoss {
 
 class ThreadPool {
  public:
   /// A pool of `threads` threads in all (the caller included); 0 or less
-  /// means std::thread::hardware_concurrency().
+  /// means std::thread::hardware_concurrency(). Throws Error, with the
+  /// threads already started stopped again, if the system cannot start one.
   explicit ThreadPool(int threads = 0) {
     const int n = threads > 0 ? threads : hardware_threads();
     shares_ = std::make_unique<Share[]>(static_cast<std::size_t>(n));
     workers_.reserve(static_cast<std::size_t>(n - 1));
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+    for (int i = 1; i < n; ++i) {
+      try {
+        workers_.emplace_back([this, i] { worker_loop(i); });
+      } catch (const std::system_error& e) {
+        stop_workers();
+        throw Error("thread pool of " + std::to_string(n) + " threads: thread " + std::to_string(i + 1) +
+                    " could not be started (" + e.what() + ")");
+      }
+    }
   }
 
-  ~ThreadPool() {
-    stop_.store(true, std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    generation_.notify_all();
-    for (std::thread& w : workers_) w.join();
-  }
+  ~ThreadPool() { stop_workers(); }
 
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -135,6 +143,14 @@ class ThreadPool {
   }
 
  private:
+  /// Wakes every worker to exit and joins it.
+  void stop_workers() noexcept {
+    stop_.store(true, std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    generation_.notify_all();
+    for (std::thread& w : workers_) w.join();
+  }
+
   /// A thread's share of a parallel_for_stealing range, in grains: the first
   /// grain not yet claimed (low 32 bits) and the end (high 32 bits), on its
   /// own cache line.
@@ -306,7 +322,9 @@ inline ThreadPool& thread_pool() {
 }
 
 /// Replaces the process-wide pool with one of n threads (caller included;
-/// n <= 0: hardware concurrency). Not while kernels run.
+/// n <= 0: hardware concurrency). Not while kernels run. If the threads
+/// cannot be started this throws Error, and the next use makes a pool of
+/// the default size.
 inline void set_num_threads(int n) {
   std::lock_guard<std::mutex> lock(detail::process_thread_pool_mutex());
   auto& pool = detail::process_thread_pool();
