@@ -614,6 +614,33 @@ TEST_CASE("int8 blocks: each weight within half a step of its block's scale, exa
   }
 }
 
+TEST_CASE("int8 blocks: tiny weights, normal or subnormal, keep their signs and sizes", "[int8][quantize]") {
+  // 127 / max |w| overflows float below about 3.7e-37.
+  for (const float top : {1e-37f, 3e-39f, 1e-30f, 1e-20f}) {
+    INFO("largest weight " << top);
+    Tensor<bf16, 2> w({1, 40});
+    w(0, 0) = bf16::from_float(top);
+    w(0, 1) = bf16::from_float(-0.5f * top);
+    w(0, 2) = bf16::from_float(0.25f * top);
+    w(0, 33) = bf16::from_float(-top);  // the second block
+    const Int8Matrix q = quantize_int8(w.view(), "w");
+    const Int8MatrixView v = q.view();
+    for (index_t c = 0; c < 40; ++c) {
+      const double want = w(0, c).to_float();
+      const double scale = v.scales()[c / 32];
+      INFO("column " << c);
+      if (want == 0.0) {
+        CHECK(v.values()[c] == 0);
+      } else {
+        CHECK((v.values()[c] > 0) == (want > 0));
+        CHECK(std::fabs(v.at(0, c) - want) <= 0.5 * scale + 1e-2 * std::fabs(want));  // subnormal scales round
+      }
+    }
+    CHECK(std::abs(int{v.values()[0]}) == 127);
+    CHECK(std::abs(int{v.values()[33]}) == 127);
+  }
+}
+
 TEST_CASE("int8 blocks: a non-finite weight is a RangeError naming the tensor and element",
           "[int8][quantize][bad-input]") {
   Tensor<bf16, 2> w({2, 40});

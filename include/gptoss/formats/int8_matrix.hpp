@@ -117,10 +117,13 @@ inline void quantize_int8_rows(MatrixView<const bf16> w, Int8Matrix& out, index_
       scales[r * blocks + b] = scale;
       // q = w / s rounded half away from zero, by truncation (|w / s| <= 127
       // plus rounding, so the conversion is in range); clamped to +-127.
-      const float inverse = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
+      // Blocks under 2^-64 are scaled up by 2^64 first (exactly): for max
+      // |w| below about 3.7e-37, 127 / max |w| would overflow to infinity.
+      const float boost = max_abs < 0x1p-64f ? 0x1p64f : 1.0f;
+      const float inverse = max_abs > 0.0f ? 127.0f / (max_abs * boost) : 0.0f;
       std::int8_t* q = values + r * stride + c0;
       for (index_t i = 0; i < count; ++i) {
-        const float t = block[i] * inverse;
+        const float t = block[i] * boost * inverse;
         const int rounded = static_cast<int>(t + (t >= 0.0f ? 0.5f : -0.5f));
         q[i] = static_cast<std::int8_t>(std::clamp(rounded, -127, 127));
       }
