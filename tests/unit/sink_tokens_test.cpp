@@ -5,6 +5,7 @@
 // gpt-oss exactly (bit for bit, also on the bundled reference checkpoint);
 // attention maps of sink-token layers (layers/attention_probabilities.hpp).
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -169,6 +170,12 @@ TEST_CASE("Sink tokens: the cache takes positions only in order, from 0", "[sink
   cache.clear();
   CHECK(cache.next_position() == 0);
   REQUIRE_THROWS_AS(LayerKVCache(1, 2, 0, 4, 2), ConfigError);
+  // Sizes whose products do not fit an index: refused, not wrapped.
+  REQUIRE_THROWS_MATCHES(LayerKVCache(1, 64, index_t{1} << 58, 10), ConfigError, MessageHas({"too large"}));
+  REQUIRE_THROWS_MATCHES(LayerKVCache(index_t{1} << 40, index_t{1} << 40, 0, 10), ConfigError,
+                         MessageHas({"too large"}));
+  REQUIRE_THROWS_MATCHES(LayerKVCache(1, 64, std::numeric_limits<index_t>::max(), 10, 5), ConfigError,
+                         MessageHas({"too large"}));
 }
 
 namespace {

@@ -289,6 +289,15 @@ TEST_CASE("YaRN property: bad positions and shapes are rejected", "[property][ro
   const std::vector<index_t> one_position{0};
   CHECK_THROWS_AS(rope.forward(y.view(), VectorView<const index_t>(one_position.data(), {1})),
                   ShapeError);
+  // cos_sin writes D/2 floats to each span, so a span of another size is refused.
+  std::vector<float> short_span(2), long_span(17);
+  CHECK_THROWS_WITH(rope.cos_sin(0, short_span, s), Catch::Contains("spans of 2 and 16"));
+  CHECK_THROWS_AS(rope.cos_sin(9, c, long_span), ShapeError);
+  CHECK_NOTHROW(rope.cos_sin(9, c, s));
+  // A table too large to address is a ShapeError, not a wrapped size.
+  CHECK_THROWS_AS(YaRNRope<>(kSmall, index_t{1} << 62), ShapeError);
+  CHECK_THROWS_WITH((Tensor<float, 2>({index_t{1} << 62, 4})), Catch::Contains("more elements than memory"));
+  CHECK_THROWS_AS((Tensor<double, 1>({index_t{1} << 61})), ShapeError);  // 2^64 bytes
 }
 
 TEST_CASE("YaRN property: ropes of equal parameters share one table, others get their own",

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <numeric>
 #include <span>
 #include <sstream>
@@ -156,7 +157,9 @@ class Tensor {
     index_t n = 1;
     for (auto e : shape) {
       if (e < 0) throw ShapeError("negative extent in shape " + shape_string(shape));
-      n *= e;
+      if (__builtin_mul_overflow(n, e, &n) || n > std::numeric_limits<index_t>::max() / index_t{sizeof(T)}) {
+        throw ShapeError("shape " + shape_string(shape) + " holds more elements than memory can");
+      }
     }
     return static_cast<std::size_t>(n);
   }

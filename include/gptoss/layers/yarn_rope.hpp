@@ -111,6 +111,11 @@ class YaRNRope {
   /// cos (D/2) and sin (D/2) of one position, times the concentration.
   void cos_sin(index_t position, std::span<float> cos, std::span<float> sin) const {
     if (position < 0) throw RangeError("YaRNRope: negative position " + std::to_string(position));
+    if (cos.size() != static_cast<std::size_t>(half_) || sin.size() != static_cast<std::size_t>(half_)) {
+      throw ShapeError("YaRNRope::cos_sin: spans of " + std::to_string(cos.size()) + " and " +
+                       std::to_string(sin.size()) + " floats; head_dim " + std::to_string(head_dim()) + " needs " +
+                       std::to_string(half_) + " each");
+    }
     if (position < table_->cos.extent(0)) {
       std::copy_n(&table_->cos(position, 0), half_, cos.begin());
       std::copy_n(&table_->sin(position, 0), half_, sin.begin());

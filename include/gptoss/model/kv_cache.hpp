@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -29,14 +30,24 @@ class LayerKVCache {
   /// at positions < sink_tokens.
   LayerKVCache(index_t num_kv_heads, index_t head_dim, index_t window, index_t max_context,
                index_t sink_tokens = 0)
-      : row_(num_kv_heads * head_dim), heads_(num_kv_heads), head_dim_(head_dim),
+      : row_(0), heads_(num_kv_heads), head_dim_(head_dim),
         window_(window), max_context_(max_context), sink_tokens_(sink_tokens) {
-    if (num_kv_heads <= 0 || head_dim <= 0 || window < 0 || max_context <= 0 || sink_tokens < 0 ||
-        (sink_tokens > 0 && window == 0)) {
-      throw ConfigError("LayerKVCache: invalid shape (kv heads " + std::to_string(num_kv_heads) +
+    const auto invalid = [&](const char* what) {
+      throw ConfigError(std::string("LayerKVCache: ") + what + " (kv heads " + std::to_string(num_kv_heads) +
                         ", head_dim " + std::to_string(head_dim) + ", window " +
                         std::to_string(window) + ", max_context " + std::to_string(max_context) +
                         ", sink tokens " + std::to_string(sink_tokens) + ")");
+    };
+    if (num_kv_heads <= 0 || head_dim <= 0 || window < 0 || max_context <= 0 || sink_tokens < 0 ||
+        (sink_tokens > 0 && window == 0)) {
+      invalid("invalid shape");
+    }
+    // The most slots it can hold, times a row of keys, must be addressable.
+    index_t slots = max_context, floats = 0;
+    if ((window > 0 && __builtin_add_overflow(sink_tokens, window, &slots)) ||
+        __builtin_mul_overflow(num_kv_heads, head_dim, &row_) || __builtin_mul_overflow(slots, row_, &floats) ||
+        floats > std::numeric_limits<index_t>::max() / index_t{sizeof(float)}) {
+      invalid("too large to address");
     }
     if (window_ > 0) reserve(sink_tokens_ + window_);  // never grows, so no context limit
   }
