@@ -479,6 +479,37 @@ TEST_CASE("Fast kernels: the read bandwidth probe sums exactly and rejects empty
 // ---------------------------------------------------------------------------
 // Linear
 
+TEST_CASE("Fast linear: no inputs (K = 0) gives the bias, on the row and panel paths", "[fast][linear]") {
+  Tensor<bf16, 1> bias({5});
+  for (index_t r = 0; r < 5; ++r) bias(r) = bf16::from_float(0.5f * static_cast<float>(r) - 1.0f);
+  const Tensor<bf16, 2> w_bf16({5, 0});
+  const Tensor<float, 2> w_f32({5, 0});
+  const Int8Matrix w_int8 = quantize_int8(w_bf16.view(), "w");
+  for (const index_t t_count : {index_t{1}, index_t{16}, index_t{40}}) {
+    const Tensor<float, 2> x({t_count, 0});
+    for (const bool with_bias : {true, false}) {
+      const VectorView<const bf16> b = with_bias ? bias.view() : VectorView<const bf16>{};
+      Tensor<float, 2> want({t_count, 5});
+      kernels::linear(cpu_reference{}, MatrixView<const bf16>(w_bf16.view()), b, x.view(), want.view());
+      for (Isa isa : runnable_isas()) {
+        ScopedIsaLimit limit(isa);
+        INFO("T " << t_count << ", isa " << isa_name(isa) << (with_bias ? ", bias" : ""));
+        Tensor<float, 2> y({t_count, 5});
+        poison(y);
+        kernels::linear(cpu_fast{}, MatrixView<const bf16>(w_bf16.view()), b, x.view(), y.view());
+        CHECK(y.storage() == want.storage());
+        poison(y);
+        kernels::linear(cpu_fast{}, MatrixView<const float>(w_f32.view()), b, x.view(), y.view());
+        CHECK(y.storage() == want.storage());
+        poison(y);
+        kernels::linear(cpu_fast{}, w_int8.view(), b, x.view(), y.view());
+        CHECK(y.storage() == want.storage());
+        CHECK(y(t_count - 1, 4) == (with_bias ? 1.0f : 0.0f));
+      }
+    }
+  }
+}
+
 TEST_CASE("Fast linear: MXFP4 matches the reference on odd sizes", "[fast][linear][mxfp4]") {
   test::Rng rng(101);
   struct Shape { index_t n, k; };

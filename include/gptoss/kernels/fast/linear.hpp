@@ -933,6 +933,14 @@ void run_panel_linear(int64_t n, int64_t k, VectorView<const bf16> bias, MatrixV
   }
 }
 
+/// y (T, N) = bias (or 0): a product over K = 0 inputs, which the kernels
+/// are not given (their buffers would be empty, some of them null).
+inline void bias_only(VectorView<const bf16> bias, MatrixView<float> y) {
+  for (index_t t = 0; t < y.extent(0); ++t) {
+    for (index_t r = 0; r < y.extent(1); ++r) y(t, r) = bias.empty() ? 0.0f : bias[r].to_float();
+  }
+}
+
 /// Whether the panel path takes a product of t_count tokens with rows of
 /// row_bytes bytes (gather offsets of 16 rows must fit in 32 bits).
 inline bool use_panels(int64_t t_count, int64_t row_bytes) {
@@ -1057,6 +1065,7 @@ inline void linear(cpu_fast, const FP4TensorView<MXFP4Checkpoint>& w, VectorView
   const int64_t n = w.rows(), k = w.cols();
   check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
+  if (k == 0) return fast::bias_only(bias, y);
   const fast::Mxfp4Rows rows{w.blocks(), w.scales(), n, w.blocks_per_row()};
   auto exact = [&](int64_t r, int64_t t0, int64_t count) {
     fast::exact_linear_row(w, r, bias, x, y, t0, count);
@@ -1091,6 +1100,7 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
   const int64_t n = w.extent(0), k = w.extent(1);
   check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
+  if (k == 0) return fast::bias_only(bias, y);
   const fast::DenseRows<bf16> rows{w.data(), n, k};
   const auto& none = fast::no_exact_rows;
   switch (active_isa()) {
@@ -1130,6 +1140,7 @@ inline void linear(cpu_fast, const Int8MatrixView& w, VectorView<const bf16> bia
   const int64_t n = w.rows(), k = w.cols();
   check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
+  if (k == 0) return fast::bias_only(bias, y);
   const fast::Int8Rows rows{w.values(), w.scales(), n, w.blocks_per_row()};
   const auto& none = fast::no_exact_rows;
   switch (active_isa()) {
@@ -1161,6 +1172,7 @@ inline void linear(cpu_fast, const MatrixView<const float>& w, VectorView<const 
   const int64_t n = w.extent(0), k = w.extent(1);
   check_linear_shapes(n, k, bias, x, y);
   if (n == 0 || x.extent(0) == 0) return;
+  if (k == 0) return fast::bias_only(bias, y);
   const fast::DenseRows<float> rows{w.data(), n, k};
   const auto& none = fast::no_exact_rows;
   switch (active_isa()) {

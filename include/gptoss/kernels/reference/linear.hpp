@@ -34,7 +34,7 @@ void linear(cpu_reference, const W& w, VectorView<const bf16> bias, MatrixView<c
     decode_row(w, o, row);
     const double b = bias.empty() ? 0.0 : bias[o].to_float();
     for (index_t t = 0; t < t_count; ++t) {
-      const float* xt = &x(t, 0);
+      const float* xt = x.data() + t * k;  // (not &x(t, 0): x may be empty)
       double acc = 0.0;
       for (index_t i = 0; i < k; ++i) acc += static_cast<double>(row[i]) * xt[i];
       y(t, o) = static_cast<float>(acc + b);
