@@ -276,7 +276,7 @@ inline void add_bench_command(CLI::App& app, std::function<int()>& action) {
   bench->add_option("--layers", args->layers, "use the first N layers (default: all)");
   bench->add_option("--prompt", args->prompt, "prompt tokens to prefill (default 512)");
   bench->add_option("--gen", args->gen, "tokens to decode (default 16)");
-  bench->add_option("--threads", args->threads, "worker threads (default: all cores)");
+  bench->add_option("--threads", args->threads, "worker threads (default: all cores)")->check(CLI::Range(0, 4096));
   bench->add_option("--repeat", args->repeat, "runs; the best is reported (default 3)");
   bench->add_flag("--json", args->json, "print one JSON object");
   bench->add_option("--precision", args->precision,

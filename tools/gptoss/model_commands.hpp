@@ -10,6 +10,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -20,19 +21,18 @@
 
 namespace gptoss::cli {
 
-
-
 /// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the option
 /// and the item ("--tokens: 'x' is not a token id").
 inline std::vector<std::int32_t> parse_int_list(const std::string& text, const std::string& option,
                                                 const std::string& what) {
   std::vector<std::int32_t> values;
+  if (text.find_first_not_of(" \t,") == std::string::npos) return values;  // no items at all
   std::stringstream in(text);
   std::string item;
   while (std::getline(in, item, ',')) {
     item.erase(0, item.find_first_not_of(" \t"));
     item.erase(item.find_last_not_of(" \t") + 1);
-    if (item.empty()) continue;
+    if (item.empty()) throw RangeError(option + ": an empty item in '" + text + "'");
     std::size_t used = 0;
     long long value = 0;
     try {
@@ -401,10 +401,11 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   forward->add_option("--dump-heads", fa->dump.heads, "comma-separated query heads for attention maps (default: all)")
       ->needs(dump);
   forward->add_option("--prefill", fa->prefill, "prefill N tokens, then feed the rest one at a time through the KV cache");
-  forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)");
+  forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)")
+      ->check(CLI::Range(0LL, static_cast<long long>(std::numeric_limits<std::int32_t>::max())));
   forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
   forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)");
-  forward->add_option("--threads", fa->threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
+  forward->add_option("--threads", fa->threads, "worker threads (default 0: all cores)")->check(CLI::Range(0, 4096));
   forward->add_flag("--int8-dense", fa->int8_dense,
                     "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");
   forward->callback([fa, tok, tokf, &action] {
@@ -440,14 +441,18 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   synth->add_option("--out", sa->out, "output directory")->required();
   synth->add_option("--layout", sa->layout, "hf (default) or original");
   synth->add_option("--shards", sa->shards, "number of safetensors files (default 3)");
-  synth->add_option("--layers", sa->layers, "keep only the first N layers (default: all)");
+  synth->add_option("--layers", sa->layers, "keep only the first N layers (default: all)")->check(CLI::Range(0, 4096));
   synth->add_option("--seed", sa->seed, "random seed");
   synth->callback([sa, &action] {
     action = [sa] {
       ModelDims dims = sa->config == "gpt-oss-20b"    ? GptOss20b::value
                        : sa->config == "gpt-oss-120b" ? GptOss120b::value
-                                                      : inspect_checkpoint(std::filesystem::path(sa->config).parent_path()).dims;
-      if (sa->layers > 0) dims.num_layers = std::min(dims.num_layers, sa->layers);
+                                                      : io::read_model_config(sa->config);
+      if (sa->layers > dims.num_layers) {
+        throw RangeError("--layers " + std::to_string(sa->layers) + ": the config has " +
+                         std::to_string(dims.num_layers) + " layers");
+      }
+      if (sa->layers > 0) dims.num_layers = sa->layers;
       if (sa->layout != "hf" && sa->layout != "original") throw RangeError("--layout must be 'hf' or 'original'");
       const auto start = std::chrono::steady_clock::now();
       write_synthetic_checkpoint(dims, sa->out, sa->layout == "hf" ? CheckpointLayout::hugging_face : CheckpointLayout::original,

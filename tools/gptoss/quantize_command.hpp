@@ -51,6 +51,12 @@ inline int run_quantize(const QuantizeArgs& a) {
     tokens = a.reference_tokens.find(".safetensors") != std::string::npos ? read_token_file(a.reference_tokens)
                                                                          : parse_token_list(a.reference_tokens);
     if (tokens.empty()) throw RangeError("--reference-tokens: the token list is empty");
+    // Before the (long) quantization, not after it.
+    try {
+      check_token_ids(tokens, inspect_checkpoint(a.model).dims.vocab);
+    } catch (const RangeError& e) {
+      throw RangeError(std::string("--reference-tokens: ") + e.what());
+    }
   }
   QuantizeOptions options;
   options.format = a.format;

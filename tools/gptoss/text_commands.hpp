@@ -325,7 +325,7 @@ inline void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--seed", a.sampling.seed, "random seed (same seed, same output)");
   cmd->add_option("--max-tokens", a.max_tokens, "most tokens generated per reply");
   cmd->add_option("--context", a.context, "KV-cache context limit in tokens");
-  cmd->add_option("--threads", a.threads, "worker threads (default 0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a.threads, "worker threads (default 0: all cores)")->check(CLI::Range(0, 4096));
   cmd->add_flag("--int8-dense", a.int8_dense,
                 "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");
   cmd->add_flag("--show-analysis", a.show_analysis, "stream the analysis channel to stderr");

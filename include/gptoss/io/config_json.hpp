@@ -184,4 +184,17 @@ inline ModelDims read_original_config(const std::filesystem::path& path) {
   return parse_original_config(read_json_file(path), "'" + path.string() + "'");
 }
 
+/// Whether a parsed config.json is in the Hugging Face layout (it has
+/// num_local_experts or model_type) rather than the original one.
+inline bool is_hf_config(const nlohmann::json& j) {
+  return j.is_object() && (j.contains("num_local_experts") || j.contains("model_type"));
+}
+
+/// ModelDims from a config.json file in either layout (is_hf_config).
+inline ModelDims read_model_config(const std::filesystem::path& path) {
+  const nlohmann::json j = read_json_file(path);
+  const std::string where = "'" + path.string() + "'";
+  return is_hf_config(j) ? parse_hf_config(j, where) : parse_original_config(j, where);
+}
+
 }  // namespace gptoss::io

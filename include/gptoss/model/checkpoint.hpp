@@ -303,7 +303,7 @@ inline CheckpointInfo inspect_checkpoint(const std::filesystem::path& dir) {
   }
   const nlohmann::json config = io::read_json_file(config_path);
   const std::string where = "'" + config_path.string() + "'";
-  const bool hf = config.is_object() && (config.contains("num_local_experts") || config.contains("model_type"));
+  const bool hf = io::is_hf_config(config);
   info.layout = hf ? CheckpointLayout::hugging_face : CheckpointLayout::original;
   info.dims = hf ? io::parse_hf_config(config, where) : io::parse_original_config(config, where);
   info.quant_method = io::parse_quant_method(config, where);
