@@ -600,7 +600,7 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
   const auto fail = [](const std::string& what) -> void { throw FormatError("chat template arguments: " + what); };
   if (!kwargs.is_object()) fail("not a JSON object");
   check_json_depth(kwargs, "chat template arguments");
-  // A string or bool member of `object` (`where` names it), `fallback` when absent or null.
+  // A string member of `object` (`where` names it), `fallback` when absent or null.
   const auto string_field = [&](const ordered_json& object, const char* key, const std::string& fallback,
                                 const std::string& where) -> std::string {
     const auto it = object.find(key);
