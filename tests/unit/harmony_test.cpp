@@ -381,6 +381,23 @@ TEST_CASE("Malformed token streams are repaired, never rejected", "[harmony][par
     CHECK(p.messages()[2].text() == "y");
     CHECK(p.problems().size() >= 2);
   }
+  SECTION("a second <|channel|> is a problem, and the role stays the role") {
+    const auto p = parse("<|start|>assistant<|channel|>analysis<|channel|>final<|message|>x<|end|>");
+    REQUIRE(p.messages().size() == 1);
+    CHECK(p.messages()[0].role == Role::assistant);
+    CHECK(p.messages()[0].channel == "analysis");
+    CHECK_FALSE(p.messages()[0].name.has_value());
+    REQUIRE(p.problems().size() == 1);
+    CHECK(p.problems()[0].find("second <|channel|>") != std::string::npos);
+  }
+  SECTION("a preset role belongs to the first header only, even when that header is dropped") {
+    const auto p = parse("<|start|>user<|message|>hi<|end|>", Role::assistant);
+    REQUIRE(p.messages().size() == 1);
+    CHECK(p.messages()[0] == Message::user("hi"));
+    const auto q = parse("<|channel|>analysis<|start|>user<|message|>hi<|end|>", Role::assistant);
+    REQUIRE(q.messages().size() == 1);
+    CHECK(q.messages()[0] == Message::user("hi"));
+  }
   SECTION("unknown and invalid token ids read as U+FFFD") {
     StreamParser parser(tok, Role::assistant);
     for (const std::int32_t t : {200005, 17196, 200008, 13225, 250000, -3, 201000, 200007}) parser.process(t);
@@ -417,6 +434,25 @@ TEST_CASE("Invalid conversations and arguments are rejected naming the fault", "
   CHECK_THROWS_MATCHES(from_chat_template_kwargs(kwargs, "2025-08-05"), FormatError,
                        MessageHas({"messages[0]", "no assistant tool call"}));
   CHECK_THROWS_MATCHES(from_chat_template_kwargs(ordered_json::parse("{}")), FormatError, MessageHas({"\"messages\""}));
+}
+
+TEST_CASE("Header fields holding whitespace are refused: they would readdress the message", "[harmony][errors]") {
+  Message call = Message::assistant("{}", "commentary");
+  call.recipient = "functions.f to=python";
+  CHECK_THROWS_MATCHES(render_message(call), RangeError, MessageHas({"recipient", "'functions.f to=python'"}));
+  call.recipient = "functions.f";
+  CHECK_NOTHROW(render_message(call));
+  call.channel = "final answer";
+  CHECK_THROWS_MATCHES(render_message(call), RangeError, MessageHas({"channel", "'final answer'"}));
+  Message tool = Message::tool("functions.get weather", "20 degrees");
+  CHECK_THROWS_MATCHES(render_message(tool), RangeError, MessageHas({"name", "'functions.get weather'"}));
+  Message typed = Message::assistant("{}", "commentary");
+  typed.content_type = "json\nx";
+  CHECK_THROWS_MATCHES(render_message(typed), RangeError, MessageHas({"content type"}));
+  // Through the chat template arguments, as a tool name.
+  const auto kwargs = ordered_json::parse(
+      R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f to=python", "arguments": {}}}]}]})");
+  CHECK_THROWS_MATCHES(render_chat_template(kwargs, "2025-08-05"), RangeError, MessageHas({"'functions.f to=python'"}));
 }
 
 TEST_CASE("Chat template arguments of the wrong JSON type are FormatErrors naming the field", "[harmony][errors]") {

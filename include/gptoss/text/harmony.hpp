@@ -487,12 +487,31 @@ inline std::vector<bool> kept_messages(std::span<const Message> messages, const 
   return keep;
 }
 
+/// Throws RangeError if a header field holds whitespace or a control
+/// character: the header is split on whitespace, so "f to=python" as a tool
+/// name would address the call to python, and would not parse back.
+inline void check_header_field(const std::optional<std::string>& value, const char* field) {
+  if (!value) return;
+  for (const char c : *value) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte <= 0x20 || byte == 0x7f) {
+      throw RangeError(std::string("harmony: the message's ") + field + " '" + *value +
+                       "' holds whitespace or a control character, which would change its header");
+    }
+  }
+}
+
 }  // namespace detail
 
-/// One message, header to end token.
+/// One message, header to end token. Its name, recipient, channel and
+/// content type must not hold whitespace or control characters (RangeError).
 inline Rendered render_message(const Message& message, const RenderOptions& options = {},
                                bool conversation_has_function_tools = false) {
   const bool hf = options.style == TemplateStyle::hf_chat_template;
+  detail::check_header_field(message.name, "name");
+  detail::check_header_field(message.recipient, "recipient");
+  detail::check_header_field(message.channel, "channel");
+  detail::check_header_field(message.content_type, "content type");
   Rendered out;
   out.add_special(kStart);
   if (message.role == Role::tool) {
@@ -752,6 +771,7 @@ class StreamParser {
           finish_header();
         } else if (token == format_.start) {
           problem("a header was interrupted by <|start|> and dropped");
+          next_role_.reset();  // the role preset for the dropped header, not for the next one
           begin_header();
         } else if (format_.ends_message(token)) {
           end_in_header();
@@ -872,19 +892,25 @@ class StreamParser {
   /// openai-harmony's parse_header_from_string, without its errors.
   Message parse_header(std::string header, std::vector<std::string>& rest, bool read_recipient = true) {
     Message m;
-    if (const auto at = header.find(kChannel); at != std::string::npos) {
+    // Every <|channel|> and its name is cut out of the header; the first
+    // names the channel, a later one is a problem (left in, it would be read
+    // as part of the role).
+    for (std::size_t at = header.find(kChannel); at != std::string::npos; at = header.find(kChannel, at)) {
       const std::size_t value_start = at + kChannel.size();
       std::size_t value_end = value_start;
       while (value_end < header.size() && !std::isspace(static_cast<unsigned char>(header[value_end])) &&
              header[value_end] != '<') {
         ++value_end;
       }
-      if (value_end > value_start) {
-        m.channel = header.substr(value_start, value_end - value_start);
+      const std::string value = header.substr(value_start, value_end - value_start);
+      if (m.channel) {
+        problem("a header has a second <|channel|> ('" + value + "'); the first ('" + *m.channel + "') was kept");
+      } else if (!value.empty()) {
+        m.channel = value;
       } else {
         problem("a header has <|channel|> but no channel name");
       }
-      header = header.substr(0, at) + header.substr(value_end);
+      header = header.substr(0, at) + " " + header.substr(value_end);
     }
     for (std::size_t at = header.find(kConstrain); at != std::string::npos; at = header.find(kConstrain, at + 2)) {
       header.insert(at, " ");
