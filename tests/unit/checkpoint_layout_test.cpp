@@ -197,6 +197,10 @@ TEST_CASE("Layout: Hugging Face config variants", "[checkpoint][layout][config]"
     auto j = real;
     j["quantization_config"]["quant_method"] = "gptq";
     REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"gptq"}));
+    j["quantization_config"]["quant_method"] = 5;
+    REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"quant_method is 5"}));
+    j["quantization_config"].erase("quant_method");
+    REQUIRE_THROWS_MATCHES(io::parse_hf_config(j, "cfg"), ConfigError, MessageHas({"quant_method is missing"}));
   }
   SECTION("absurd or non-integral sizes are refused") {
     auto j = real;

@@ -21,6 +21,20 @@
 
 namespace gptoss::cli {
 
+/// The --tolerance options' check: a finite number >= 0.
+inline CLI::Validator tolerance_check() {
+  return CLI::Validator(
+      [](std::string& text) {
+        double value = std::numeric_limits<double>::quiet_NaN();
+        try {
+          value = std::stod(text);
+        } catch (const std::exception&) {
+        }
+        return std::isfinite(value) && value >= 0.0 ? std::string() : "must be a finite number >= 0, got '" + text + "'";
+      },
+      "TOLERANCE >= 0");
+}
+
 /// "1,2,3" -> {1, 2, 3}; anything else is a RangeError naming the option
 /// and the item ("--tokens: 'x' is not a token id").
 inline std::vector<std::int32_t> parse_int_list(const std::string& text, const std::string& option,
@@ -183,11 +197,12 @@ int forward_tokens(const Model& model, const std::string& model_dir, std::vector
 
   if (!reference.empty()) {
     const io::SafetensorsFile ref(reference);
-    const auto expected = ref.read_as_float("logits");
-    if (expected.size() != logits.storage().size()) {
-      throw ShapeError("reference '" + reference + "' has " + std::to_string(expected.size()) +
-                       " logits, ours " + std::to_string(logits.storage().size()));
+    const std::vector<index_t> ours{logits.extent(0), logits.extent(1)};
+    if (ref.info("logits").shape != ours) {
+      throw ShapeError("reference '" + reference + "': logits " + shape_string(ref.info("logits").shape) +
+                       ", ours " + shape_string(ours));
     }
+    const auto expected = ref.read_as_float("logits");
     const Comparison c = compare(logits.storage(), expected);
     std::cout << "row 0, first logits:  ours";
     for (index_t i = 0; i < std::min<index_t>(5, vocab); ++i) std::cout << " " << std::setw(10) << logits(0, i);
@@ -404,7 +419,8 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   forward->add_option("--max-context", fa->max_context, "KV-cache context limit (default: the token count)")
       ->check(CLI::Range(0LL, static_cast<long long>(std::numeric_limits<std::int32_t>::max())));
   forward->add_option("--reference", fa->reference, "compare the logits with tensor 'logits' of this file");
-  forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)");
+  forward->add_option("--tolerance", fa->tolerance, "allowed max error relative to max(1, max|reference|)")
+      ->check(tolerance_check());
   forward->add_option("--threads", fa->threads, "worker threads (default 0: all cores)")->check(CLI::Range(0, 4096));
   forward->add_flag("--int8-dense", fa->int8_dense,
                     "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");
@@ -486,7 +502,8 @@ inline void add_model_commands(CLI::App& app, std::function<int()>& action) {
   cmp->add_option("a", ca->a, "file to check")->required();
   cmp->add_option("b", ca->b, "reference file")->required();
   cmp->add_option("--tensor", ca->tensors, "tensor names (default: every float tensor in both)");
-  cmp->add_option("--tolerance", ca->tolerance, "allowed max error relative to max(1, max|reference|)");
+  cmp->add_option("--tolerance", ca->tolerance, "allowed max error relative to max(1, max|reference|)")
+      ->check(tolerance_check());
   cmp->callback([ca, &action] { action = [ca] { return run_compare(ca->a, ca->b, ca->tensors, ca->tolerance); }; });
 }
 

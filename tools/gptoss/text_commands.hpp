@@ -25,6 +25,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -324,7 +325,8 @@ inline void add_sampling_options(CLI::App* cmd, GenerateArgs& a) {
   cmd->add_option("--repetition-penalty", a.sampling.repetition_penalty, "HF repetition penalty (1: off)");
   cmd->add_option("--seed", a.sampling.seed, "random seed (same seed, same output)");
   cmd->add_option("--max-tokens", a.max_tokens, "most tokens generated per reply");
-  cmd->add_option("--context", a.context, "KV-cache context limit in tokens");
+  cmd->add_option("--context", a.context, "KV-cache context limit in tokens")
+      ->check(CLI::Range(0LL, static_cast<long long>(std::numeric_limits<std::int32_t>::max())));
   cmd->add_option("--threads", a.threads, "worker threads (default 0: all cores)")->check(CLI::Range(0, 4096));
   cmd->add_flag("--int8-dense", a.int8_dense,
                 "multiply by 8-bit copies of the attention projections and the unembedding (made at load)");

@@ -53,9 +53,12 @@ inline int config_int(const nlohmann::json& j, const std::string& key, const std
 inline std::string parse_quant_method(const nlohmann::json& j, const std::string& where) {
   if (!j.is_object() || !j.contains("quantization_config")) return "";
   const auto& q = j["quantization_config"];
-  const std::string method = q.is_object() && q.contains("quant_method") && q["quant_method"].is_string()
-                                 ? q["quant_method"].get<std::string>()
-                                 : "";
+  if (!q.is_object() || !q.contains("quant_method") || !q["quant_method"].is_string()) {
+    throw ConfigError(where + ": quantization_config.quant_method is " +
+                      (q.is_object() && q.contains("quant_method") ? q["quant_method"].dump() : std::string("missing")) +
+                      ", not \"mxfp4\" or \"nvfp4\"");
+  }
+  const std::string method = q["quant_method"].get<std::string>();
   if (method != "mxfp4" && method != "nvfp4") {
     throw ConfigError(where + ": quantization_config.quant_method '" + method +
                       "' is not supported (MXFP4 and NVFP4 expert weights are)");
