@@ -192,6 +192,97 @@ class SlidingSinkAttention {
                        std::to_string(p_.head_dim) + ") and twice (T, " + std::to_string(p_.num_kv_heads) + ", " +
                        std::to_string(p_.head_dim) + ")");
     }
+    project_checked(w, x, first_position, q, k, v);
+  }
+
+  /// out (T, H) = x + attn(RMSNorm(x)) for x (T, H) whose tokens sit at
+  /// positions first_position, first_position + 1, ... with no earlier
+  /// context (a prefill). out may alias x.
+  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
+               index_t first_position = 0) const {
+    check(w);
+    check_io(x, out);
+    const index_t t_count = x.extent(0);
+    Tensor<float, 3> q({t_count, p_.num_heads, p_.head_dim});
+    Tensor<float, 3> k({t_count, p_.num_kv_heads, p_.head_dim});
+    Tensor<float, 3> v({t_count, p_.num_kv_heads, p_.head_dim});
+    project_checked(w, x, first_position, q.view(), k.view(), v.view());
+    if constexpr (kSinkTokens > 0) {
+      attend_streaming(w, x, q.view(), k.view(), v.view(), nullptr, first_position, out);
+      return;
+    }
+    std::vector<index_t> positions(static_cast<std::size_t>(t_count));
+    for (index_t t = 0; t < t_count; ++t) positions[static_cast<std::size_t>(t)] = first_position + t;
+    const VectorView<const index_t> pos(positions.data(), {t_count});
+    const kernels::KeyValuePart part{k.view(), v.view(), pos};
+    attend_and_project_checked(w, x, q.view(), pos, std::span<const kernels::KeyValuePart>(&part, 1), out);
+  }
+
+  /// As forward(), for tokens that continue the sequence held in `cache`:
+  /// queries attend to the cached keys and to each other (causally), then the
+  /// new keys and values join the cache. first_position must be the number of
+  /// tokens the sequence held before.
+  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
+               LayerKVCache& cache, index_t first_position) const {
+    check(w);
+    check_io(x, out);
+    if (first_position != cache.next_position()) {
+      throw RangeError("SlidingSinkAttention::forward: first_position " + std::to_string(first_position) +
+                       ", but the cache continues at position " + std::to_string(cache.next_position()));
+    }
+    const index_t t_count = x.extent(0);
+    const index_t nkv = p_.num_kv_heads, d = p_.head_dim;
+    Tensor<float, 3> q({t_count, p_.num_heads, d});
+    Tensor<float, 3> k({t_count, nkv, d}), v({t_count, nkv, d});
+    project_checked(w, x, first_position, q.view(), k.view(), v.view());
+    if constexpr (kSinkTokens > 0) {
+      attend_streaming(w, x, q.view(), k.view(), v.view(), &cache, first_position, out);
+      cache.append(k.view(), v.view(), first_position);
+      return;
+    }
+
+    // Keys visible to this step: the cache's, read in place, then the new tokens'.
+    std::vector<index_t> q_pos(static_cast<std::size_t>(t_count));
+    for (index_t t = 0; t < t_count; ++t) q_pos[static_cast<std::size_t>(t)] = first_position + t;
+    const VectorView<const index_t> new_pos(q_pos.data(), {t_count});
+    const std::array parts{kernels::KeyValuePart{cache.keys(), cache.values(), cache.positions()},
+                           kernels::KeyValuePart{k.view(), v.view(), new_pos}};
+    attend_and_project_checked(w, x, q.view(), new_pos, parts, out);
+    cache.append(k.view(), v.view(), first_position);
+  }
+
+  /// out (T, H) = x + Wout attention(q over k, v) + bout: the part after the
+  /// projections, shared by prefill and cached decoding.
+  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                          VectorView<const index_t> q_pos, TensorView<const float, 3> k,
+                          TensorView<const float, 3> v, VectorView<const index_t> k_pos,
+                          MatrixView<float> out) const {
+    const kernels::KeyValuePart part{k, v, k_pos};
+    attend_and_project(w, x, q, q_pos, std::span<const kernels::KeyValuePart>(&part, 1), out);
+  }
+
+  /// As above, over keys held in several parts (e.g. a KV cache and the new
+  /// tokens), each read where it is.
+  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                          VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
+                          MatrixView<float> out) const {
+    check_output(w);
+    check_io(x, out);
+    const index_t t_count = x.extent(0);
+    if (q.extent(0) != t_count || q.extent(1) != p_.num_heads || q.extent(2) != p_.head_dim) {
+      throw ShapeError("SlidingSinkAttention::attend_and_project: q " + shape_string(q.shape()) + " must be (" +
+                       std::to_string(t_count) + ", " + std::to_string(p_.num_heads) + ", " +
+                       std::to_string(p_.head_dim) + ") for x " + shape_string(x.shape()));
+    }
+    attend_and_project_checked(w, x, q, q_pos, parts, out);
+  }
+
+ private:
+  /// project() once its weights and buffers are known to fit (forward()
+  /// checks them once per call, not again here).
+  void project_checked(const Weights& w, MatrixView<const float> x, index_t first_position,
+                       TensorView<float, 3> q, TensorView<float, 3> k, TensorView<float, 3> v) const {
+    const index_t t_count = x.extent(0);
     Tensor<float, 2> normed({t_count, p_.hidden});
     norm_.forward(w.norm, x, normed.view());
     const MatrixView<const float> t_in = normed.view();
@@ -219,84 +310,11 @@ class SlidingSinkAttention {
     rope_.forward(k, first_position);
   }
 
-  /// out (T, H) = x + attn(RMSNorm(x)) for x (T, H) whose tokens sit at
-  /// positions first_position, first_position + 1, ... with no earlier
-  /// context (a prefill). out may alias x.
-  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
-               index_t first_position = 0) const {
-    check(w);
-    check_io(x, out);
+  /// attend_and_project() once its weights and buffers are known to fit.
+  void attend_and_project_checked(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
+                                  VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
+                                  MatrixView<float> out) const {
     const index_t t_count = x.extent(0);
-    Tensor<float, 3> q({t_count, p_.num_heads, p_.head_dim});
-    Tensor<float, 3> k({t_count, p_.num_kv_heads, p_.head_dim});
-    Tensor<float, 3> v({t_count, p_.num_kv_heads, p_.head_dim});
-    project(w, x, first_position, q.view(), k.view(), v.view());
-    if constexpr (kSinkTokens > 0) {
-      attend_streaming(w, x, q.view(), k.view(), v.view(), nullptr, first_position, out);
-      return;
-    }
-    std::vector<index_t> positions(static_cast<std::size_t>(t_count));
-    for (index_t t = 0; t < t_count; ++t) positions[static_cast<std::size_t>(t)] = first_position + t;
-    const VectorView<const index_t> pos(positions.data(), {t_count});
-    attend_and_project(w, x, q.view(), pos, k.view(), v.view(), pos, out);
-  }
-
-  /// As forward(), for tokens that continue the sequence held in `cache`:
-  /// queries attend to the cached keys and to each other (causally), then the
-  /// new keys and values join the cache. first_position must be the number of
-  /// tokens the sequence held before.
-  void forward(const Weights& w, MatrixView<const float> x, MatrixView<float> out,
-               LayerKVCache& cache, index_t first_position) const {
-    check(w);
-    check_io(x, out);
-    if (first_position != cache.next_position()) {
-      throw RangeError("SlidingSinkAttention::forward: first_position " + std::to_string(first_position) +
-                       ", but the cache continues at position " + std::to_string(cache.next_position()));
-    }
-    const index_t t_count = x.extent(0);
-    const index_t nkv = p_.num_kv_heads, d = p_.head_dim;
-    Tensor<float, 3> q({t_count, p_.num_heads, d});
-    Tensor<float, 3> k({t_count, nkv, d}), v({t_count, nkv, d});
-    project(w, x, first_position, q.view(), k.view(), v.view());
-    if constexpr (kSinkTokens > 0) {
-      attend_streaming(w, x, q.view(), k.view(), v.view(), &cache, first_position, out);
-      cache.append(k.view(), v.view(), first_position);
-      return;
-    }
-
-    // Keys visible to this step: the cache's, read in place, then the new tokens'.
-    std::vector<index_t> q_pos(static_cast<std::size_t>(t_count));
-    for (index_t t = 0; t < t_count; ++t) q_pos[static_cast<std::size_t>(t)] = first_position + t;
-    const VectorView<const index_t> new_pos(q_pos.data(), {t_count});
-    const std::array parts{kernels::KeyValuePart{cache.keys(), cache.values(), cache.positions()},
-                           kernels::KeyValuePart{k.view(), v.view(), new_pos}};
-    attend_and_project(w, x, q.view(), new_pos, parts, out);
-    cache.append(k.view(), v.view(), first_position);
-  }
-
-  /// out (T, H) = x + Wout attention(q over k, v) + bout: the part after the
-  /// projections, shared by prefill and cached decoding.
-  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
-                          VectorView<const index_t> q_pos, TensorView<const float, 3> k,
-                          TensorView<const float, 3> v, VectorView<const index_t> k_pos,
-                          MatrixView<float> out) const {
-    const kernels::KeyValuePart part{k, v, k_pos};
-    attend_and_project(w, x, q, q_pos, std::span<const kernels::KeyValuePart>(&part, 1), out);
-  }
-
-  /// As above, over keys held in several parts (e.g. a KV cache and the new
-  /// tokens), each read where it is.
-  void attend_and_project(const Weights& w, MatrixView<const float> x, TensorView<const float, 3> q,
-                          VectorView<const index_t> q_pos, std::span<const kernels::KeyValuePart> parts,
-                          MatrixView<float> out) const {
-    check_output(w);
-    check_io(x, out);
-    const index_t t_count = x.extent(0);
-    if (q.extent(0) != t_count || q.extent(1) != p_.num_heads || q.extent(2) != p_.head_dim) {
-      throw ShapeError("SlidingSinkAttention::attend_and_project: q " + shape_string(q.shape()) + " must be (" +
-                       std::to_string(t_count) + ", " + std::to_string(p_.num_heads) + ", " +
-                       std::to_string(p_.head_dim) + ") for x " + shape_string(x.shape()));
-    }
     const std::vector<float> sinks = sink_logits(w);
     Tensor<float, 2> attn({t_count, p_.q_dim()});
     kernels::sink_attention(Backend{}, q, q_pos, parts,
@@ -305,7 +323,6 @@ class SlidingSinkAttention {
     project_out(w, x, attn.view(), out);
   }
 
- private:
   /// The q, k and v projections as one (D (nq + 2 nkv), H) matrix and bias,
   /// when their rows follow each other in memory (the original checkpoint's
   /// qkv.weight, random weights) and no 8-bit copy is bound; else nullopt
