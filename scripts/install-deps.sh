@@ -8,7 +8,7 @@ packages=(
   libeigen3-dev libxsimd-dev xtl-dev nlohmann-json3-dev
   catch2 libbenchmark-dev libcli11-dev libpcre2-dev pkg-config
   clang libclang-rt-14-dev
-  python3 python3-regex
+  python3 python3-regex python3-jinja2
 )
 
 if [[ "$(id -u)" -eq 0 ]]; then

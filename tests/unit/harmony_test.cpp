@@ -516,3 +516,85 @@ TEST_CASE("The HF style differs from harmony in exactly its documented ways", "[
   CHECK(harmony_text.find("Call the tool.") != std::string::npos);
   CHECK(harmony_text.find("Look it up.") != std::string::npos);
 }
+
+TEST_CASE("Chat template arguments the template refuses are FormatErrors", "[harmony][hf][errors]") {
+  const auto rejects = [](const std::string& messages, std::initializer_list<std::string> fragments) {
+    CHECK_THROWS_MATCHES(render_chat_template(ordered_json::parse(R"({"messages": [)" + messages + "]}"), "2025-08-05"),
+                         FormatError, MessageHas(fragments));
+  };
+  const std::string user = R"({"role": "user", "content": "hi"}, )";
+  // Channel tags inside the text (the template's raise_exception).
+  rejects(user + R"({"role": "assistant", "content": "a<|channel|>final<|message|>b"})",
+          {"messages[1]", "\"content\"", "<|channel|>final<|message|>"});
+  rejects(user + R"({"role": "assistant", "content": "ok", "thinking": "<|channel|>analysis<|message|>x"})",
+          {"messages[1]", "\"thinking\"", "<|channel|>analysis<|message|>"});
+  // Values the template cannot concatenate or index.
+  rejects(user + R"({"role": "assistant", "tool_calls": []})", {"messages[1]", "tool_calls", "non-empty list"});
+  rejects(user + R"({"role": "assistant", "tool_calls": null})", {"messages[1]", "tool_calls"});
+  rejects(user + R"({"role": "assistant", "content": null, "tool_calls": [{"name": "f"}]})",
+          {"messages[1]", "\"content\" is null"});
+  rejects(user + R"({"role": "assistant", "content": "a", "thinking": null})", {"messages[1]", "\"thinking\" is null"});
+  rejects(user + R"({"role": "assistant"})", {"messages[1]", "no \"content\""});
+  rejects(R"({"role": "user"})", {"messages[0]", "no \"content\""});
+  rejects(R"({"role": "user", "content": ["part"]})", {"messages[0]", "an array, not a string"});
+  rejects(R"({"role": "system", "content": {"text": "x"}}, )" + user.substr(0, user.size() - 2),
+          {"messages[0]", "an object, not a string"});
+  // A tool result that is not a string would be JSON-quoted again: refused.
+  rejects(user + R"({"role": "assistant", "tool_calls": [{"name": "f"}]}, {"role": "tool", "content": {"r": 1}})",
+          {"messages[2]", "an object, not a string"});
+  // An empty or null system message is no developer message, as in the template.
+  for (const char* system : {R"({"role": "system", "content": null})", R"({"role": "system", "content": ""})"}) {
+    const std::string text =
+        render_chat_template(ordered_json::parse(std::string(R"({"messages": [)") + system + ", " +
+                                                 R"({"role": "user", "content": "hi"}]})"),
+                             "2025-08-05")
+            .text();
+    CHECK(text.find("<|start|>developer") == std::string::npos);
+  }
+}
+
+TEST_CASE("The HF template keeps only the trained answer's own thinking", "[harmony][hf]") {
+  // A tool call's thinking is dropped once any final answer follows, even the
+  // trained one; the trained answer's thinking is written even when empty.
+  const auto render = [](const char* json) { return render_chat_template(ordered_json::parse(json), "2025-08-05").text(); };
+  const std::string trained = render(R"({"messages": [
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "thinking": "CALL-THOUGHT", "tool_calls": [{"name": "w", "arguments": {}}]},
+      {"role": "tool", "content": "sunny"},
+      {"role": "assistant", "thinking": "ANSWER-THOUGHT", "content": "Sunny."}],
+    "add_generation_prompt": false})");
+  CHECK(trained.find("CALL-THOUGHT") == std::string::npos);
+  CHECK(trained.find("<|channel|>analysis<|message|>ANSWER-THOUGHT<|end|><|start|>assistant<|channel|>final<|message|>Sunny.<|return|>") !=
+        std::string::npos);
+  const std::string pending = render(R"({"messages": [
+      {"role": "user", "content": "Weather?"},
+      {"role": "assistant", "thinking": "CALL-THOUGHT", "tool_calls": [{"name": "w", "arguments": {}}]},
+      {"role": "tool", "content": "sunny"}],
+    "add_generation_prompt": true})");
+  CHECK(pending.find("<|channel|>analysis<|message|>CALL-THOUGHT<|end|><|start|>assistant to=functions.w") != std::string::npos);
+  const std::string empty_thinking = render(R"({"messages": [
+      {"role": "user", "content": "Hi"}, {"role": "assistant", "thinking": "", "content": "Hello."}],
+    "add_generation_prompt": false})");
+  CHECK(empty_thinking.find("<|start|>assistant<|channel|>analysis<|message|><|end|><|start|>assistant<|channel|>final") !=
+        std::string::npos);
+}
+
+TEST_CASE("The HF template's any[] threshold counts characters, not bytes", "[harmony][hf]") {
+  // inner_type|length > 50 writes any[]. The items' type is "number// ",
+  // the description, " | \n" and "boolean": 20 characters and the
+  // description's. With 30 two-byte characters it is 50 characters (80
+  // bytes) and still written; with 31 it is any[] (checked with Jinja2).
+  const auto array_type = [](const std::string& description) {
+    ordered_json kwargs = ordered_json::parse(R"({"messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {
+          "type": "object", "properties": {"xs": {"type": "array", "items": {"oneOf": [
+            {"type": "number"}, {"type": "boolean"}]}}}}}}]})");
+    kwargs["tools"][0]["function"]["parameters"]["properties"]["xs"]["items"]["oneOf"][0]["description"] = description;
+    return render_chat_template(kwargs, "2025-08-05").text();
+  };
+  std::string short_text, long_text;
+  for (int i = 0; i < 30; ++i) short_text += "\xc3\xa9";  // é
+  long_text = short_text + "\xc3\xa9";
+  CHECK(array_type(short_text).find("xs?: number// " + short_text + " | \nboolean[]") != std::string::npos);
+  CHECK(array_type(long_text).find("xs?: any[]") != std::string::npos);
+}

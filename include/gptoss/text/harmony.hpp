@@ -266,8 +266,9 @@ enum class TemplateStyle {
   ///  4. a tool result's header is "functions.NAME to=assistant<|channel|>commentary"
   ///     and its content is JSON-quoted again (tojson);
   ///  5. analysis messages are dropped when a later final message exists,
-  ///     except the analysis of the last (final) message of a training
-  ///     render; function schemas use the template's own TypeScript macro.
+  ///     except the analysis directly before the last (final) message of a
+  ///     training render, its own thinking; function schemas use the
+  ///     template's own TypeScript macro.
   hf_chat_template,
 };
 
@@ -481,8 +482,12 @@ inline std::vector<bool> kept_messages(std::span<const Message> messages, const 
       }
     }
     if (next_final == messages.size()) continue;  // an analysis still in progress (tool calls)
-    const bool is_trained_answer = mode == RenderMode::training && next_final + 1 == messages.size();
-    keep[i] = is_trained_answer;
+    // Only the trained answer's own thinking stays: the analysis directly
+    // before the last message, a final one. The analysis before a tool call
+    // is dropped once any final message follows, even the trained one.
+    const bool is_trained_answers_thinking =
+        mode == RenderMode::training && next_final == i + 1 && next_final + 1 == messages.size();
+    keep[i] = is_trained_answers_thinking;
   }
   return keep;
 }
@@ -631,10 +636,17 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
     if (!value.is_object()) fail(where + " is a " + std::string(value.type_name()) + ", not an object");
     return value;
   };
-  const auto text_of = [&](const ordered_json& m, const char* key) -> std::string {
+  // The template concatenates "content" and "thinking" as strings: a value
+  // of another type (or null) is an error there, and one here.
+  const auto text_of = [&](const ordered_json& m, const char* key, const std::string& where) -> std::string {
     const auto it = m.find(key);
-    if (it == m.end() || it->is_null()) return "";
-    return it->is_string() ? it->get<std::string>() : python_json(*it);
+    if (it == m.end()) return "";
+    if (!it->is_string()) fail(where + ": \"" + key + "\" is " + (it->is_null() ? "null" : std::string(it->is_object() || it->is_array() ? "an " : "a ") + it->type_name()) + ", not a string");
+    return it->get<std::string>();
+  };
+  const auto require_text = [&](const ordered_json& m, const char* key, const std::string& where) -> std::string {
+    if (!m.contains(key)) fail(where + " has no \"" + std::string(key) + "\"");
+    return text_of(m, key, where);
   };
   ChatTemplateRequest request;
   if (const auto it = kwargs.find("add_generation_prompt"); it != kwargs.end() && !it->is_null()) {
@@ -665,7 +677,11 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
     const std::string role = string_field(messages[0], "role", "", "messages[0]: ");
     if (role == "system" || role == "developer") {
       first = 1;
-      if (const std::string instructions = text_of(messages[0], "content"); !instructions.empty()) {
+      // The template skips a null or empty system message's content.
+      const auto content = messages[0].find("content");
+      const bool absent = content == messages[0].end() || content->is_null();
+      if (const std::string instructions = absent ? "" : text_of(messages[0], "content", "messages[0]");
+          !instructions.empty()) {
         dev.instructions = instructions;
         has_developer = true;
       }
@@ -694,8 +710,17 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
     const std::string where = "messages[" + std::to_string(i) + "]";
     const std::string role = string_field(m, "role", "", where + ": ");
     if (role == "assistant") {
-      const std::string content = text_of(m, "content"), thinking = text_of(m, "thinking");
-      if (m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty()) {
+      const std::string content = text_of(m, "content", where), thinking = text_of(m, "thinking", where);
+      for (const std::string* text : {&content, &thinking}) {
+        for (const char* tag : {"<|channel|>analysis<|message|>", "<|channel|>final<|message|>"}) {
+          if (text->find(tag) != std::string::npos) {
+            fail(where + ": \"" + (text == &content ? "content" : "thinking") + "\" holds " + tag +
+                 "; pass the analysis as \"thinking\" and the final answer as \"content\", without channel tags");
+          }
+        }
+      }
+      if (const auto calls = m.find("tool_calls"); calls != m.end()) {
+        if (!calls->is_array() || calls->empty()) fail(where + ": \"tool_calls\" is not a non-empty list");
         if (!content.empty() && !thinking.empty()) {
           fail("messages[" + std::to_string(i) + "]: an assistant tool call has both content and thinking");
         }
@@ -715,15 +740,18 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
         request.messages.push_back(std::move(message));
         last_tool_call = name;
       } else {
-        if (!thinking.empty()) request.messages.push_back(Message::assistant(thinking, "analysis"));
-        request.messages.push_back(Message::assistant(content, "final"));
+        // The template writes a trained answer's "thinking" whenever the key
+        // is there, even empty (the render drops it everywhere else).
+        if (m.contains("thinking")) request.messages.push_back(Message::assistant(thinking, "analysis"));
+        request.messages.push_back(Message::assistant(require_text(m, "content", where), "final"));
         last_tool_call.reset();
       }
     } else if (role == "tool") {
       if (!last_tool_call) fail("messages[" + std::to_string(i) + "] has role tool, but no assistant tool call precedes it");
-      request.messages.push_back(Message::tool("functions." + *last_tool_call, text_of(m, "content")));
+      // The template writes content|tojson; only a string is written so here.
+      request.messages.push_back(Message::tool("functions." + *last_tool_call, require_text(m, "content", where)));
     } else if (role == "user") {
-      request.messages.push_back(Message::user(text_of(m, "content")));
+      request.messages.push_back(Message::user(require_text(m, "content", where)));
     }  // the template ignores any other role past the first message
   }
   return request;

@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gptoss/core/error.hpp"
+#include "gptoss/text/utf8.hpp"
 
 namespace gptoss::text {
 
@@ -318,7 +319,8 @@ inline std::string hf_template_typescript_nested(const ordered_json& spec) {
         out = "number[]";
       } else {
         const std::string inner = hf_template_typescript_nested(*items);
-        out = inner == "object | object" || inner.size() > 50 ? "any[]" : inner + "[]";
+        // The template compares inner_type|length: characters, not bytes.
+        out = inner == "object | object" || utf8::code_points(inner) > 50 ? "any[]" : inner + "[]";
       }
     } else {
       out = "any[]";

@@ -60,6 +60,17 @@ inline std::size_t sequence_length(std::string_view s, std::size_t i) {
   return n;
 }
 
+/// Number of characters in s, as Python's len() counts them: each
+/// well-formed sequence is one, and so is each byte of a malformed one.
+inline std::size_t code_points(std::string_view s) {
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < s.size(); ++count) {
+    const std::size_t n = sequence_length(s, i);
+    i += n == 0 ? 1 : n;
+  }
+  return count;
+}
+
 /// Decodes the well-formed sequence at s[i] (see sequence_length), setting
 /// `length`; returns U+FFFD with length 1 for a malformed byte.
 inline char32_t decode(std::string_view s, std::size_t i, std::size_t& length) {
