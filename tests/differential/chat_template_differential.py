@@ -14,7 +14,8 @@ Generated arguments cover system and developer messages, user turns,
 assistant answers with and without thinking, tool calls (with thinking or
 content, `function` wrapped or not, a content_type), tool results, function
 tools with random JSON schemas (nested objects, arrays, enums, nullables,
-oneOf, type lists, defaults, descriptions), builtin tools, reasoning effort,
+oneOf, type lists, defaults of every JSON type and floats of every notation,
+descriptions), builtin tools, reasoning effort,
 model identity and both add_generation_prompt values, plus malformed
 messages the template refuses. For each, both renders must give the same
 text, or both must refuse. One fixed seed and one fresh seed per run.
@@ -125,7 +126,8 @@ class Generator:
             if "enum" in spec or "oneOf" in spec:  # the template concatenates these defaults as strings
                 spec["default"] = rng.choice(spec.get("enum", ["x"]))
             else:
-                spec["default"] = rng.choice([1, 2.5, "x", True, None, [1, 2], {"k": "v"}])
+                spec["default"] = rng.choice([1, 2.5, "x", True, None, [1, 2], {"k": "v"}, 1e-6, 0.0001, 1e15,
+                                              1.5e16, -0.0, {"k": [1, 2e-7]}])
         return spec
 
     def tool(self):
@@ -175,7 +177,7 @@ class Generator:
             elif r < 0.78:
                 call = {"name": rng.choice(NAMES),
                         "arguments": rng.choice([{"x": 1}, {"loc": "SF", "n": [1, 2]}, {}, {"s": "\u00e9 \"q\""},
-                                                 "{\"raw\": true}"])}
+                                                 "{\"raw\": true}", {"t": 1e-7, "big": 1e16, "p": 0.1}])}
                 if rng.random() < 0.2:
                     call["content_type"] = "json"
                 message = {"role": "assistant",

@@ -598,3 +598,36 @@ TEST_CASE("The HF template's any[] threshold counts characters, not bytes", "[ha
   CHECK(array_type(short_text).find("xs?: number// " + short_text + " | \nboolean[]") != std::string::npos);
   CHECK(array_type(long_text).find("xs?: any[]") != std::string::npos);
 }
+
+TEST_CASE("Numbers in schemas and JSON are written as the reference writers write them", "[harmony][schema]") {
+  // openai-harmony writes a non-string default with serde_json, whose floats
+  // are ryu's: positional while the decimal point is within -5 < p <= 16,
+  // otherwise an exponent without '+' or zero padding.
+  const ordered_json schema = ordered_json::parse(R"({"type": "object", "properties": {
+      "a": {"type": "number", "default": 1e-6}, "b": {"type": "number", "default": 0.00001},
+      "c": {"type": "number", "default": 1e15}, "d": {"type": "number", "default": 1e16},
+      "e": {"type": "number", "default": 100000000000000000000}, "f": {"type": "number", "default": 0.5},
+      "g": {"type": "object", "default": {"k": [1, 2.0e-7]}}}})");
+  const std::string ts = text::harmony_typescript(schema);
+  CHECK(ts.find("a?: number, // default: 1e-6\n") != std::string::npos);
+  CHECK(ts.find("b?: number, // default: 0.00001\n") != std::string::npos);
+  CHECK(ts.find("c?: number, // default: 1000000000000000.0\n") != std::string::npos);
+  CHECK(ts.find("d?: number, // default: 1e16\n") != std::string::npos);
+  CHECK(ts.find("e?: number, // default: 1e20\n") != std::string::npos);
+  CHECK(ts.find("f?: number, // default: 0.5\n") != std::string::npos);
+  CHECK(ts.find(R"(// default: {"k":[1,2e-7]})") != std::string::npos);
+  // The chat template's tojson is Python's json.dumps: float repr.
+  CHECK(text::python_json(ordered_json::parse(R"([1e-6, 0.0001, 0.00001, 1e15, 1e16, 1.5e16, 100.0, -0.0, 7, 0.1])")) ==
+        "[1e-06, 0.0001, 1e-05, 1000000000000000.0, 1e+16, 1.5e+16, 100.0, -0.0, 7, 0.1]");
+}
+
+TEST_CASE("Tool descriptions split into lines as Rust's str::lines does", "[harmony][schema]") {
+  // "\r\n" ends a line; a lone '\r', even at the end, stays in it. JSON null
+  // parameters are no parameters.
+  DeveloperContent dev;
+  dev.with_function_tools({ToolDescription{"x", "Does X.\r\nThen Y.\r", std::nullopt},
+                           ToolDescription{"h", "H.", ordered_json(nullptr)}});
+  const std::string text = render_message(Message::developer(dev)).text();
+  CHECK(text.find("// Does X.\n// Then Y.\r\ntype x = () => any;") != std::string::npos);
+  CHECK(text.find("// H.\ntype h = () => any;") != std::string::npos);
+}

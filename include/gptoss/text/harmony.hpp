@@ -343,8 +343,8 @@ class Rendered {
 
 namespace detail {
 
-/// Rust's str::lines(): split at '\n', dropping one trailing '\r' per line
-/// and a final empty line.
+/// Rust's str::lines(): split at '\n' and "\r\n" (a lone '\r', even at the
+/// end, stays in its line), without a final empty line.
 inline std::vector<std::string> lines(std::string_view text) {
   std::vector<std::string> out;
   std::size_t start = 0;
@@ -352,7 +352,7 @@ inline std::vector<std::string> lines(std::string_view text) {
     std::size_t end = text.find('\n', start);
     if (end == std::string_view::npos) end = text.size();
     std::string_view line = text.substr(start, end - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (end < text.size() && !line.empty() && line.back() == '\r') line.remove_suffix(1);
     out.emplace_back(line);
     start = end + 1;
   }
@@ -390,7 +390,8 @@ inline std::string tools_section(const ToolNamespaces& tools, TemplateStyle styl
       content.push_back("namespace " + ns.name + " {\n");
       for (const ToolDescription& tool : ns.tools) {
         for (const std::string& line : lines(tool.description)) content.push_back("// " + line);
-        if (tool.parameters) {
+        // JSON null parameters are none, as serde reads them from Python.
+        if (tool.parameters && !tool.parameters->is_null()) {
           content.push_back("type " + tool.name + " = (_: " + harmony_typescript(*tool.parameters) + ") => any;\n");
         } else {
           content.push_back("type " + tool.name + " = () => any;\n");

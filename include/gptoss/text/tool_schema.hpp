@@ -11,6 +11,8 @@
 // Schemas are nlohmann::ordered_json so properties keep their order.
 #pragma once
 
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <string>
@@ -48,6 +50,112 @@ inline void check_json_depth(const ordered_json& value, const std::string& what)
 }
 
 namespace detail {
+
+/// A finite double's shortest round-trip decimal digits: |value| =
+/// 0.digits x 10^point (1.5 is {"15", 1}; 0.001 is {"1", -2}).
+struct ShortestDecimal {
+  bool negative = false;
+  std::string digits;
+  int point = 0;
+};
+
+inline ShortestDecimal shortest_decimal(double value) {
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), value, std::chars_format::scientific);
+  const std::string_view text(buffer, static_cast<std::size_t>(result.ptr - buffer));  // "-d.ddde+XX"
+  ShortestDecimal out;
+  std::size_t i = 0;
+  if (text[i] == '-') {
+    out.negative = true;
+    ++i;
+  }
+  const std::size_t e = text.find('e');
+  for (; i < e; ++i) {
+    if (text[i] != '.') out.digits += text[i];
+  }
+  int exponent = 0;
+  std::from_chars(text.data() + e + (text[e + 1] == '+' ? 2 : 1), text.data() + text.size(), exponent);
+  out.point = exponent + 1;
+  return out;
+}
+
+/// A float as Python's repr (and so json.dumps) writes it: positional for
+/// exponents -4..15 ("0.0001", "1000000000000000.0"), otherwise "1e-05",
+/// "1.5e+16".
+inline std::string python_float(double value) {
+  if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
+  const ShortestDecimal d = shortest_decimal(value);
+  const int n = static_cast<int>(d.digits.size());
+  const int exponent = d.point - 1;
+  std::string out = d.negative ? "-" : "";
+  if (exponent >= -4 && exponent < 16) {
+    if (d.point <= 0) {
+      out += "0." + std::string(static_cast<std::size_t>(-d.point), '0') + d.digits;
+    } else if (d.point >= n) {
+      out += d.digits + std::string(static_cast<std::size_t>(d.point - n), '0') + ".0";
+    } else {
+      out += d.digits.substr(0, static_cast<std::size_t>(d.point)) + "." + d.digits.substr(static_cast<std::size_t>(d.point));
+    }
+    return out;
+  }
+  out += d.digits.substr(0, 1);
+  if (n > 1) out += "." + d.digits.substr(1);
+  const int magnitude = exponent < 0 ? -exponent : exponent;
+  out += std::string(exponent < 0 ? "e-" : "e+") + (magnitude < 10 ? "0" : "") + std::to_string(magnitude);
+  return out;
+}
+
+/// A float as Rust's serde_json writes it (ryu): positional while the
+/// decimal point falls within -5 < point <= 16 ("0.00001",
+/// "1000000000000000.0"), otherwise "1e-6", "1.5e16".
+inline std::string rust_float(double value) {
+  if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
+  const ShortestDecimal d = shortest_decimal(value);
+  const int n = static_cast<int>(d.digits.size());
+  const int kk = d.point;
+  std::string out = d.negative ? "-" : "";
+  if (kk >= n && kk <= 16) {
+    out += d.digits + std::string(static_cast<std::size_t>(kk - n), '0') + ".0";
+  } else if (kk > 0 && kk <= 16) {
+    out += d.digits.substr(0, static_cast<std::size_t>(kk)) + "." + d.digits.substr(static_cast<std::size_t>(kk));
+  } else if (kk > -5 && kk <= 0) {
+    out += "0." + std::string(static_cast<std::size_t>(-kk), '0') + d.digits;
+  } else {
+    out += d.digits.substr(0, 1);
+    if (n > 1) out += "." + d.digits.substr(1);
+    out += "e" + std::to_string(kk - 1);
+  }
+  return out;
+}
+
+/// Compact JSON as Rust's serde_json writes it (openai-harmony's defaults):
+/// nlohmann's compact form except for floats.
+inline std::string rust_json(const ordered_json& value) {
+  switch (value.type()) {
+    case ordered_json::value_t::object: {
+      std::string out = "{";
+      bool first = true;
+      for (const auto& [key, item] : value.items()) {
+        if (!first) out += ',';
+        first = false;
+        out += ordered_json(key).dump() + ":" + rust_json(item);
+      }
+      return out + "}";
+    }
+    case ordered_json::value_t::array: {
+      std::string out = "[";
+      for (std::size_t i = 0; i < value.size(); ++i) {
+        if (i) out += ',';
+        out += rust_json(value[i]);
+      }
+      return out + "]";
+    }
+    case ordered_json::value_t::number_float:
+      return rust_float(value.get<double>());
+    default:
+      return value.dump();
+  }
+}
 
 /// python_json without the depth check (it recurses once per level).
 inline std::string python_json_nested(const ordered_json& value) {
@@ -99,8 +207,10 @@ inline std::string python_json_nested(const ordered_json& value) {
       out += '"';
       return out;
     }
+    case ordered_json::value_t::number_float:
+      return python_float(value.get<double>());
     default:
-      return value.dump();  // numbers, booleans, null: the same in both
+      return value.dump();  // integers, booleans, null: the same in both
   }
 }
 
@@ -137,7 +247,7 @@ inline std::string harmony_default(const ordered_json& schema, const ordered_jso
   if (value.is_string()) {
     return is_enum(schema) ? value.get<std::string>() : "\"" + value.get<std::string>() + "\"";
   }
-  return value.dump();
+  return rust_json(value);
 }
 
 /// harmony_typescript without the depth check.
@@ -158,7 +268,7 @@ inline std::string harmony_typescript_nested(const ordered_json& schema, const s
       if (const ordered_json* def = member(variant, "default")) {
         if (!comments.empty()) comments += ' ';
         comments += "default: ";
-        comments += def->is_string() && !detail::is_enum(variant) ? "\"" + def->get<std::string>() + "\"" : def->dump();
+        comments += def->is_string() && !detail::is_enum(variant) ? "\"" + def->get<std::string>() + "\"" : rust_json(*def);
       }
       if (!comments.empty()) out += " // " + comments;
     }
