@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <random>
 #include <string>
@@ -619,6 +620,13 @@ TEST_CASE("Numbers in schemas and JSON are written as the reference writers writ
   // The chat template's tojson is Python's json.dumps: float repr.
   CHECK(text::python_json(ordered_json::parse(R"([1e-6, 0.0001, 0.00001, 1e15, 1e16, 1.5e16, 100.0, -0.0, 7, 0.1])")) ==
         "[1e-06, 0.0001, 1e-05, 1000000000000000.0, 1e+16, 1.5e+16, 100.0, -0.0, 7, 0.1]");
+  // Values JSON cannot hold, built in C++: json.dumps' words, serde_json's null.
+  const ordered_json odd = {std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+                            -std::numeric_limits<double>::infinity()};
+  CHECK(text::python_json(odd) == "[NaN, Infinity, -Infinity]");
+  ordered_json with_nan = schema;
+  with_nan["properties"]["f"]["default"] = std::numeric_limits<double>::quiet_NaN();
+  CHECK(text::harmony_typescript(with_nan).find("f?: number, // default: null\n") != std::string::npos);
 }
 
 TEST_CASE("Tool descriptions split into lines as Rust's str::lines does", "[harmony][schema]") {

@@ -642,7 +642,11 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
   const auto text_of = [&](const ordered_json& m, const char* key, const std::string& where) -> std::string {
     const auto it = m.find(key);
     if (it == m.end()) return "";
-    if (!it->is_string()) fail(where + ": \"" + key + "\" is " + (it->is_null() ? "null" : std::string(it->is_object() || it->is_array() ? "an " : "a ") + it->type_name()) + ", not a string");
+    if (!it->is_string()) {
+      const std::string article = it->is_object() || it->is_array() ? "an " : "a ";
+      fail(where + ": \"" + key + "\" is " + (it->is_null() ? std::string("null") : article + it->type_name()) +
+           ", not a string");
+    }
     return it->get<std::string>();
   };
   const auto require_text = [&](const ordered_json& m, const char* key, const std::string& where) -> std::string {

@@ -51,7 +51,7 @@ inline void check_json_depth(const ordered_json& value, const std::string& what)
 
 namespace detail {
 
-/// A finite double's shortest round-trip decimal digits: |value| =
+/// A finite, nonzero double's shortest round-trip decimal digits: |value| =
 /// 0.digits x 10^point (1.5 is {"15", 1}; 0.001 is {"1", -2}).
 struct ShortestDecimal {
   bool negative = false;
@@ -83,6 +83,8 @@ inline ShortestDecimal shortest_decimal(double value) {
 /// exponents -4..15 ("0.0001", "1000000000000000.0"), otherwise "1e-05",
 /// "1.5e+16".
 inline std::string python_float(double value) {
+  if (std::isnan(value)) return "NaN";  // json.dumps' words for what JSON cannot hold
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
   if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
   const ShortestDecimal d = shortest_decimal(value);
   const int n = static_cast<int>(d.digits.size());
@@ -109,6 +111,7 @@ inline std::string python_float(double value) {
 /// decimal point falls within -5 < point <= 16 ("0.00001",
 /// "1000000000000000.0"), otherwise "1e-6", "1.5e16".
 inline std::string rust_float(double value) {
+  if (!std::isfinite(value)) return "null";  // as serde_json writes NaN and infinities
   if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
   const ShortestDecimal d = shortest_decimal(value);
   const int n = static_cast<int>(d.digits.size());
