@@ -41,7 +41,7 @@ if [[ "${GPTOSS_QUICK:-0}" == 1 ]]; then
 fi
 
 echo "== stage 2: unit and CLI tests under AddressSanitizer + UBSan"
-GPTOSS_BUILD_DIR="${build_dir}-asan" GPTOSS_TARGETS="gptoss_unit_tests gptoss_cli gptoss_check_dump" bash scripts/build.sh \
+GPTOSS_BUILD_DIR="${build_dir}-asan" GPTOSS_TARGETS="gptoss_unit_tests gptoss_cli gptoss_check_dump gptoss_render_chat_template" bash scripts/build.sh \
   -DGPTOSS_BUILD_TESTS=ON -DGPTOSS_BUILD_EXAMPLES=ON -DGPTOSS_BUILD_BENCHMARKS=OFF -DGPTOSS_SANITIZE=ON
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   ctest --test-dir "${build_dir}-asan" --output-on-failure -j "$jobs" -E '^(package|example)\.'
