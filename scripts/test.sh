@@ -3,7 +3,7 @@
 #   1. build everything (library programs, tests, examples, benchmarks, and
 #      the CUDA library and its tests when nvcc is installed) in build/ and
 #      run the whole ctest suite;
-#   2. the unit and CLI tests again, built with AddressSanitizer + UBSan
+#   2. the unit, CLI and differential tests again, built with AddressSanitizer + UBSan
 #      (build-asan/);
 #   3. the libFuzzer targets (safetensors reader, config parsers), built with
 #      clang, each run for GPTOSS_FUZZ_SECONDS (default 45) over its seed
