@@ -78,6 +78,9 @@ inline IntrospectionRequest parse_dump_request(const std::string& what, const st
     else if (item == "attention") r.attention = true;
     else throw RangeError("--dump-what: '" + item + "' is not one of residual, router, attention");
   }
+  if (!r.residual && !r.routing && !r.attention) {
+    throw RangeError("--dump-what: '" + what + "' names nothing to dump; give any of residual, router, attention");
+  }
   for (std::int32_t l : parse_int_list(layers, "--dump-layers", "a layer index")) r.layers.push_back(l);
   for (std::int32_t h : parse_int_list(heads, "--dump-heads", "a head index")) r.heads.push_back(h);
   return r;
