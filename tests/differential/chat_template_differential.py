@@ -10,7 +10,8 @@ json.dumps without ASCII escaping, `raise_exception`, and `strftime_now`
 every `hf_template_*` row of harmony_cases.jsonl (rendered by another Jinja
 implementation) exactly.
 
-Generated arguments cover system and developer messages, user turns,
+Generated arguments cover system and developer messages (first, and later,
+where the template skips them), user turns,
 assistant answers with and without thinking, tool calls (with thinking or
 content, `function` wrapped or not, a content_type), tool results, function
 tools with random JSON schemas (nested objects, arrays, enums, nullables,
@@ -193,6 +194,8 @@ class Generator:
                 messages.append({"role": "tool", "content": self.text()})
             else:
                 messages.append(self.malformed_message())
+            if rng.random() < 0.04:  # a role the template skips past the first message
+                messages.append({"role": rng.choice(["system", "developer", "critic"]), "content": self.text()})
         if all(m["role"] in ("system", "developer") for m in messages):
             messages.append({"role": "user", "content": "hi"})
         kwargs = {"messages": messages, "add_generation_prompt": rng.random() < 0.6}

@@ -140,7 +140,22 @@ def pooled_string(rng):
     return "".join(parts)
 
 
+# Random code points are drawn only when this Python's Unicode tables are not
+# newer than those of the PCRE2 the tokenizer runs on (Debian 12: Unicode 14):
+# characters assigned later are unassigned there, and split differently.
+PCRE2_UNICODE = (14, 0, 0)
+RANDOM_CODE_POINTS = tuple(int(x) for x in unicodedata.unidata_version.split(".")) <= PCRE2_UNICODE
+
+
+def same_category_in_both_tables(c):
+    """True when the `regex` module's tables (which may be of another Unicode
+    version) give c the general category that unicodedata gives it."""
+    return regex.match(r"\p{gc=" + unicodedata.category(c) + "}", c) is not None
+
+
 def code_point_string(rng):
+    if not RANDOM_CODE_POINTS:
+        return pooled_string(rng)
     chars = []
     for _ in range(rng.randint(1, 30)):
         r = rng.random()
@@ -148,9 +163,10 @@ def code_point_string(rng):
         low = 0 if r < 0.3 else 0x80 if r < 0.6 else 0x3000 if r < 0.9 else 0x10000
         c = rng.randint(low, high)
         # No lone surrogates (not UTF-8), and only characters assigned in this
-        # Python's Unicode version: the engines' tables may be of different
-        # versions, and what an unassigned character matches is not defined.
-        while 0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) == "Cn":
+        # Python's Unicode version, with the same category in both of its
+        # tables: what an unassigned character matches is not defined.
+        while (0xD800 <= c <= 0xDFFF or unicodedata.category(chr(c)) == "Cn"
+               or not same_category_in_both_tables(chr(c))):
             c = rng.randint(low, high)
         chars.append(chr(c))
     return "".join(chars)

@@ -538,9 +538,11 @@ TEST_CASE("Chat template arguments the template refuses are FormatErrors", "[har
   rejects(user + R"({"role": "assistant"})", {"messages[1]", "no \"content\""});
   rejects(R"({"role": "user"})", {"messages[0]", "no \"content\""});
   rejects(R"({"role": "user", "content": ["part"]})", {"messages[0]", "an array, not a string"});
+  // Non-string values the library refuses although the template writes
+  // them: a system message's content (as Python's repr) and a tool result's
+  // (as JSON; a Message's text would be JSON-quoted again).
   rejects(R"({"role": "system", "content": {"text": "x"}}, )" + user.substr(0, user.size() - 2),
           {"messages[0]", "an object, not a string"});
-  // A tool result that is not a string would be JSON-quoted again: refused.
   rejects(user + R"({"role": "assistant", "tool_calls": [{"name": "f"}]}, {"role": "tool", "content": {"r": 1}})",
           {"messages[2]", "an object, not a string"});
   // An empty or null system message is no developer message, as in the template.
@@ -573,6 +575,14 @@ TEST_CASE("The HF template keeps only the trained answer's own thinking", "[harm
       {"role": "tool", "content": "sunny"}],
     "add_generation_prompt": true})");
   CHECK(pending.find("<|channel|>analysis<|message|>CALL-THOUGHT<|end|><|start|>assistant to=functions.w") != std::string::npos);
+  // A role the template skips, last, makes the answer before it an ordinary one.
+  const std::string skipped_last = render(R"({"messages": [
+      {"role": "user", "content": "Hi"}, {"role": "assistant", "thinking": "T", "content": "A"},
+      {"role": "system", "content": "ignored"}], "add_generation_prompt": false})");
+  CHECK(skipped_last.find("<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>A<|end|>") !=
+        std::string::npos);
+  CHECK(skipped_last.find("T<|end|>") == std::string::npos);
+  CHECK(skipped_last.find("<|return|>") == std::string::npos);
   const std::string empty_thinking = render(R"({"messages": [
       {"role": "user", "content": "Hi"}, {"role": "assistant", "thinking": "", "content": "Hello."}],
     "add_generation_prompt": false})");

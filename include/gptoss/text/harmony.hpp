@@ -611,6 +611,10 @@ inline Rendered render_for_training(std::span<const Message> messages, const Ren
 struct ChatTemplateRequest {
   std::vector<Message> messages;
   bool add_generation_prompt = false;
+  /// The last of "messages" has a role the template skips (not user,
+  /// assistant or tool): the answer before it is not the trained one, so it
+  /// ends with <|end|> and its thinking is dropped.
+  bool ends_with_skipped_role = false;
 };
 
 /// Converts apply_chat_template's keyword arguments ({"messages": [...],
@@ -757,7 +761,9 @@ inline ChatTemplateRequest from_chat_template_kwargs(const ordered_json& kwargs,
       request.messages.push_back(Message::tool("functions." + *last_tool_call, require_text(m, "content", where)));
     } else if (role == "user") {
       request.messages.push_back(Message::user(require_text(m, "content", where)));
-    }  // the template ignores any other role past the first message
+    } else if (i + 1 == messages.size()) {
+      request.ends_with_skipped_role = true;  // other roles past the first message are skipped
+    }
   }
   return request;
 }
@@ -768,8 +774,11 @@ inline Rendered render_chat_template(const ordered_json& kwargs, std::string tod
   RenderOptions options;
   options.style = TemplateStyle::hf_chat_template;
   options.today = std::move(today);
-  return request.add_generation_prompt ? render_for_completion(request.messages, Role::assistant, options)
-                                       : render_for_training(request.messages, options);
+  if (request.add_generation_prompt) return render_for_completion(request.messages, Role::assistant, options);
+  // The template trains on the last of "messages" only: after a skipped role
+  // no answer ends with <|return|>.
+  return request.ends_with_skipped_role ? render_conversation(request.messages, options)
+                                        : render_for_training(request.messages, options);
 }
 
 /// Parses generated (or rendered) tokens into messages as they arrive.

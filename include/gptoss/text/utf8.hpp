@@ -1,6 +1,6 @@
 // UTF-8 for the text layer: appending a code point, reading one
-// back, and finding how much of a byte stream is complete, so that
-// streamed token text is never cut inside a character.
+// back, counting characters, and finding how much of a byte stream is
+// complete, so that streamed token text is never cut inside a character.
 #pragma once
 
 #include <cstddef>
