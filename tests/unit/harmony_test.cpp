@@ -407,6 +407,25 @@ TEST_CASE("Malformed token streams are repaired, never rejected", "[harmony][par
     CHECK(parser.messages()[0].text() == "Hello\uFFFD\uFFFD\uFFFD");
     CHECK(parser.problems().size() == 3);
   }
+  SECTION("a cut character is one U+FFFD, as in the reference parser's own test") {
+    // Token 9552 is " \xF0\x9F", the first half of an emoji; 38207 is "\xE2\x82".
+    for (const std::int32_t cut : {9552, 38207}) {
+      StreamParser parser(tok, Role::assistant);
+      for (const std::int32_t t : {200005, 17196, 200008}) parser.process(t);  // <|channel|>final<|message|>
+      parser.process(cut);
+      for (const std::int32_t t : tok.encode("Hi")) parser.process(t);
+      parser.finish();  // no end token: kept as it is
+      REQUIRE(parser.messages().size() == 1);
+      CHECK(parser.messages()[0].text() == (cut == 9552 ? " \uFFFDHi" : "\uFFFDHi"));
+    }
+    // Each maximal malformed part is one U+FFFD, as Python's errors="replace" has it.
+    CHECK(text::utf8::lossy("\xF0\x9F\x98") == "\uFFFD");
+    CHECK(text::utf8::lossy("\xE0\x80x") == "\uFFFD\uFFFDx");            // E0 needs A0..BF next
+    CHECK(text::utf8::lossy("\xED\xA0\x80") == "\uFFFD\uFFFD\uFFFD");   // a surrogate
+    CHECK(text::utf8::lossy("\xF4\x90\x80\x80") == "\uFFFD\uFFFD\uFFFD\uFFFD");  // above U+10FFFF
+    CHECK(text::utf8::lossy("\xC0\xAF\x80\xFF") == "\uFFFD\uFFFD\uFFFD\uFFFD");
+    CHECK(text::utf8::lossy("a\xF1\x80\x80z\xC3\xA9") == "a\uFFFDz\xC3\xA9");
+  }
   SECTION("random token soup") {
     std::mt19937 rng(3);
     const std::vector<std::int32_t> specials{200002, 200003, 200005, 200006, 200007, 200008, 200012};

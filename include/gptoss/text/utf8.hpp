@@ -121,7 +121,37 @@ inline std::size_t complete_prefix(std::string_view s) {
   return size;
 }
 
-/// s with every malformed byte replaced by U+FFFD.
+/// Length of the malformed bytes at s[i] (where sequence_length is 0) that
+/// one U+FFFD replaces: the longest prefix of a well-formed sequence found
+/// there, or one byte (Unicode's "maximal subpart", as Rust's
+/// from_utf8_lossy and Python's errors="replace" count).
+inline std::size_t maximal_subpart(std::string_view s, std::size_t i) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char b0 = byte(i);
+  std::size_t needed = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    needed = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    needed = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    needed = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    return 1;  // not a lead byte
+  }
+  std::size_t n = 1;
+  if (i + n < s.size() && byte(i + n) >= lo && byte(i + n) <= hi) {
+    ++n;
+    while (n < needed && i + n < s.size() && (byte(i + n) & 0xC0) == 0x80) ++n;
+  }
+  return n;
+}
+
+/// s with each malformed part replaced by one U+FFFD (maximal_subpart).
 inline std::string lossy(std::string_view s) {
   std::string out;
   out.reserve(s.size());
@@ -129,7 +159,7 @@ inline std::string lossy(std::string_view s) {
     const std::size_t n = sequence_length(s, i);
     if (n == 0) {
       out += "\xEF\xBF\xBD";
-      ++i;
+      i += maximal_subpart(s, i);
     } else {
       out.append(s.substr(i, n));
       i += n;
