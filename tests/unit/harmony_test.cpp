@@ -407,6 +407,13 @@ TEST_CASE("Malformed token streams are repaired, never rejected", "[harmony][par
     CHECK(parser.messages()[0].text() == "Hello\uFFFD\uFFFD\uFFFD");
     CHECK(parser.problems().size() == 3);
   }
+  SECTION("a space between <|constrain|> and its type keeps the recipient") {
+    const auto p = parse("<|start|>assistant<|channel|>commentary to=functions.get_weather<|constrain|> json<|message|>{}<|call|>");
+    REQUIRE(p.messages().size() == 1);
+    CHECK(p.messages()[0].recipient == "functions.get_weather");
+    CHECK(p.messages()[0].content_type == "<|constrain|>json");
+    CHECK(p.problems().empty());
+  }
   SECTION("a cut character is one U+FFFD, as in the reference parser's own test") {
     // Token 9552 is " \xF0\x9F", the first half of an emoji; 38207 is "\xE2\x82".
     for (const std::int32_t cut : {9552, 38207}) {

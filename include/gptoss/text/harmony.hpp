@@ -965,6 +965,13 @@ class StreamParser {
       if (j > i) parts.push_back(header.substr(i, j - i));
       i = j;
     }
+    // "<|constrain|> json": a space after the token still names one content type.
+    for (std::size_t k = 0; k + 1 < parts.size(); ++k) {
+      if (parts[k] == kConstrain) {
+        parts[k] += parts[k + 1];
+        parts.erase(parts.begin() + static_cast<std::ptrdiff_t>(k + 1));
+      }
+    }
     Role role = Role::assistant;
     std::optional<std::string> author;
     if (next_role_) {
