@@ -30,34 +30,53 @@ inline void append(std::string& out, char32_t cp) {
   }
 }
 
+/// What must follow a lead byte: the sequence's length and the allowed
+/// range of its second byte (length 0: the byte starts no sequence).
+struct LeadByte {
+  std::size_t length = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+};
+
+constexpr LeadByte lead_byte(unsigned char b0) {
+  if (b0 < 0x80) return {1};
+  if (b0 >= 0xC2 && b0 <= 0xDF) return {2};
+  if (b0 >= 0xE0 && b0 <= 0xEF) {
+    return {3, static_cast<unsigned char>(b0 == 0xE0 ? 0xA0 : 0x80), static_cast<unsigned char>(b0 == 0xED ? 0x9F : 0xBF)};
+  }
+  if (b0 >= 0xF0 && b0 <= 0xF4) {
+    return {4, static_cast<unsigned char>(b0 == 0xF0 ? 0x90 : 0x80), static_cast<unsigned char>(b0 == 0xF4 ? 0x8F : 0xBF)};
+  }
+  return {};
+}
+
+/// Number of bytes from s[i], a lead byte, that begin a well-formed
+/// sequence (at most its length).
+inline std::size_t valid_prefix(std::string_view s, std::size_t i, const LeadByte& lead) {
+  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+  std::size_t n = 1;
+  if (lead.length > 1 && i + 1 < s.size() && byte(i + 1) >= lead.lo && byte(i + 1) <= lead.hi) {
+    ++n;
+    while (n < lead.length && i + n < s.size() && (byte(i + n) & 0xC0) == 0x80) ++n;
+  }
+  return n;
+}
+
 /// Length of the well-formed UTF-8 sequence starting at s[i], or 0 when the
 /// bytes there are not one (bad lead byte, bad continuation, overlong form,
 /// surrogate, beyond U+10FFFF, or cut short by the end of s).
 inline std::size_t sequence_length(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  if (b0 < 0x80) return 1;
-  std::size_t n = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    n = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    n = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    n = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return 0;
-  }
-  if (i + n > s.size()) return 0;
-  if (byte(i + 1) < lo || byte(i + 1) > hi) return 0;
-  for (std::size_t k = 2; k < n; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-  }
-  return n;
+  const LeadByte lead = lead_byte(static_cast<unsigned char>(s[i]));
+  if (lead.length == 0) return 0;
+  return valid_prefix(s, i, lead) == lead.length ? lead.length : 0;
+}
+
+/// Length of the malformed bytes at s[i] (where sequence_length is 0) that
+/// one U+FFFD replaces: the longest prefix of a well-formed sequence found
+/// there, or one byte (Unicode's "maximal subpart", as Rust's
+/// from_utf8_lossy and Python's errors="replace" count).
+inline std::size_t maximal_subpart(std::string_view s, std::size_t i) {
+  const LeadByte lead = lead_byte(static_cast<unsigned char>(s[i]));
+  return lead.length == 0 ? 1 : valid_prefix(s, i, lead);
 }
 
 /// Number of characters in s, as Python's len() counts them: each
@@ -105,50 +124,14 @@ inline std::size_t complete_prefix(std::string_view s) {
   const std::size_t size = s.size();
   // An incomplete sequence is at most 3 bytes long: look back that far for its lead byte.
   for (std::size_t back = 1; back <= 3 && back <= size; ++back) {
-    const auto lead = static_cast<unsigned char>(s[size - back]);
-    if ((lead & 0xC0) == 0x80) continue;        // continuation byte: keep looking
-    if (lead < 0xC2 || lead > 0xF4) return size;  // ASCII or a bad lead: nothing pending
-    const std::size_t needed = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
-    if (back >= needed) return size;  // the last sequence is complete (or malformed)
-    if (back >= 2) {
-      const auto second = static_cast<unsigned char>(s[size - back + 1]);
-      const bool valid_start = !((lead == 0xE0 && second < 0xA0) || (lead == 0xED && second > 0x9F) ||
-                                 (lead == 0xF0 && second < 0x90) || (lead == 0xF4 && second > 0x8F));
-      if (!valid_start) return size;
-    }
-    return size - back;
+    const auto b = static_cast<unsigned char>(s[size - back]);
+    if ((b & 0xC0) == 0x80) continue;  // continuation byte: keep looking
+    const LeadByte lead = lead_byte(b);
+    // Pending: a multi-byte sequence whose bytes so far are all valid and too few.
+    const bool pending = lead.length > back && valid_prefix(s, size - back, lead) == back;
+    return pending ? size - back : size;
   }
   return size;
-}
-
-/// Length of the malformed bytes at s[i] (where sequence_length is 0) that
-/// one U+FFFD replaces: the longest prefix of a well-formed sequence found
-/// there, or one byte (Unicode's "maximal subpart", as Rust's
-/// from_utf8_lossy and Python's errors="replace" count).
-inline std::size_t maximal_subpart(std::string_view s, std::size_t i) {
-  const auto byte = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char b0 = byte(i);
-  std::size_t needed = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (b0 >= 0xC2 && b0 <= 0xDF) {
-    needed = 2;
-  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
-    needed = 3;
-    if (b0 == 0xE0) lo = 0xA0;
-    if (b0 == 0xED) hi = 0x9F;
-  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
-    needed = 4;
-    if (b0 == 0xF0) lo = 0x90;
-    if (b0 == 0xF4) hi = 0x8F;
-  } else {
-    return 1;  // not a lead byte
-  }
-  std::size_t n = 1;
-  if (i + n < s.size() && byte(i + n) >= lo && byte(i + n) <= hi) {
-    ++n;
-    while (n < needed && i + n < s.size() && (byte(i + n) & 0xC0) == 0x80) ++n;
-  }
-  return n;
 }
 
 /// s with each malformed part replaced by one U+FFFD (maximal_subpart).
