@@ -72,6 +72,26 @@ inline ShortestDecimal shortest_decimal(double value) {
   return out;
 }
 
+/// d with its decimal point in place: "0.00ddd", "ddd00.0" or "dd.ddd"
+/// (with its sign).
+inline std::string positional(const ShortestDecimal& d) {
+  const int n = static_cast<int>(d.digits.size());
+  std::string out = d.negative ? "-" : "";
+  if (d.point <= 0) return out + "0." + std::string(static_cast<std::size_t>(-d.point), '0') + d.digits;
+  if (d.point >= n) return out + d.digits + std::string(static_cast<std::size_t>(d.point - n), '0') + ".0";
+  const auto point = static_cast<std::size_t>(d.point);
+  return out + d.digits.substr(0, point) + "." + d.digits.substr(point);
+}
+
+/// d's digits as "d.ddd" (or "d"), with its sign: what precedes the
+/// exponent of a scientific form, whose exponent is d.point - 1.
+inline std::string scientific_digits(const ShortestDecimal& d) {
+  std::string out = d.negative ? "-" : "";
+  out += d.digits.substr(0, 1);
+  if (d.digits.size() > 1) out += "." + d.digits.substr(1);
+  return out;
+}
+
 /// A float as Python's repr (and so json.dumps) writes it: positional for
 /// exponents -4..15 ("0.0001", "1000000000000000.0"), otherwise "1e-05",
 /// "1.5e+16".
@@ -80,24 +100,10 @@ inline std::string python_float(double value) {
   if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
   if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
   const ShortestDecimal d = shortest_decimal(value);
-  const int n = static_cast<int>(d.digits.size());
   const int exponent = d.point - 1;
-  std::string out = d.negative ? "-" : "";
-  if (exponent >= -4 && exponent < 16) {
-    if (d.point <= 0) {
-      out += "0." + std::string(static_cast<std::size_t>(-d.point), '0') + d.digits;
-    } else if (d.point >= n) {
-      out += d.digits + std::string(static_cast<std::size_t>(d.point - n), '0') + ".0";
-    } else {
-      out += d.digits.substr(0, static_cast<std::size_t>(d.point)) + "." + d.digits.substr(static_cast<std::size_t>(d.point));
-    }
-    return out;
-  }
-  out += d.digits.substr(0, 1);
-  if (n > 1) out += "." + d.digits.substr(1);
+  if (exponent >= -4 && exponent < 16) return positional(d);
   const int magnitude = exponent < 0 ? -exponent : exponent;
-  out += std::string(exponent < 0 ? "e-" : "e+") + (magnitude < 10 ? "0" : "") + std::to_string(magnitude);
-  return out;
+  return scientific_digits(d) + (exponent < 0 ? "e-" : "e+") + (magnitude < 10 ? "0" : "") + std::to_string(magnitude);
 }
 
 /// A float as Rust's serde_json writes it (ryu): positional while the
@@ -107,21 +113,8 @@ inline std::string rust_float(double value) {
   if (!std::isfinite(value)) return "null";  // as serde_json writes NaN and infinities
   if (value == 0.0) return std::signbit(value) ? "-0.0" : "0.0";
   const ShortestDecimal d = shortest_decimal(value);
-  const int n = static_cast<int>(d.digits.size());
-  const int kk = d.point;
-  std::string out = d.negative ? "-" : "";
-  if (kk >= n && kk <= 16) {
-    out += d.digits + std::string(static_cast<std::size_t>(kk - n), '0') + ".0";
-  } else if (kk > 0 && kk <= 16) {
-    out += d.digits.substr(0, static_cast<std::size_t>(kk)) + "." + d.digits.substr(static_cast<std::size_t>(kk));
-  } else if (kk > -5 && kk <= 0) {
-    out += "0." + std::string(static_cast<std::size_t>(-kk), '0') + d.digits;
-  } else {
-    out += d.digits.substr(0, 1);
-    if (n > 1) out += "." + d.digits.substr(1);
-    out += "e" + std::to_string(kk - 1);
-  }
-  return out;
+  if (d.point > -5 && d.point <= 16) return positional(d);
+  return scientific_digits(d) + "e" + std::to_string(d.point - 1);
 }
 
 /// rust_json without the depth check: nlohmann's compact form except for
