@@ -873,8 +873,13 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
 }
 
 /// Chunk c of dense_bf16_bf16_tile_avx512 (rows [0, R) from base, K = k,
-/// its first chunk c0), added into sums; prefetches the next R rows' line
-/// for it.
+/// its first chunk c0), added into sums. A group of rows (R > 1) prefetches
+/// the next group's line for it; a single row does not: its core then reads
+/// one forward stream, as the bandwidth probe does, which the hardware
+/// prefetchers follow alone, and where the next row's line was prefetched
+/// too, one-token bf16 products read 40-45% slower from memory on a host
+/// that runs 512-bit instructions in two halves (docs/performance.md, "A
+/// single bf16 row without software prefetch").
 template <int R, int TT, bool Split>
 GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void dense_bf16_bf16_chunk(
     const bf16* base, int64_t k, int64_t c0, int64_t c, std::uint32_t mask, const std::uint16_t* x,
@@ -883,7 +888,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void dense_bf16_
   __m512bh wv[R];
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
-  prefetch_lines(base + R * k + 32 * R * (c - c0), R);
+  if constexpr (R > 1) prefetch_lines(base + R * k + 32 * R * (c - c0), R);
 #pragma GCC unroll 8
   for (int j = 0; j < TT; ++j) {
     const std::uint16_t* xp = x + j * x_stride + kChunk * c;
