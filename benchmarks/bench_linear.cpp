@@ -64,8 +64,8 @@ enum class Impl { reference, eigen, fast_fp32, fast_bf16x2, fast_bf16, fast_int8
 /// baseline for the huge pages the weights get, core/huge_pages.hpp), or,
 /// at batch 1, rows read 4 side by side ("_grouped_rows": the baseline for
 /// the one row at a time used by default, Bf16DecodeRows for bf16 weights
-/// at the bf16 precision, Mxfp4DecodeRows for MXFP4 at bf16, bf16x2 and
-/// int8).
+/// at the fp32 and bf16 precisions, Mxfp4DecodeRows for MXFP4 at bf16,
+/// bf16x2 and int8).
 enum class Path { default_path, rows, small_pages, grouped_rows };
 
 const char* path_suffix(Path path) {
@@ -390,10 +390,11 @@ void register_benchmarks() {
                 (t != 1 || s.cached || (impl != Impl::fast_fp32 && impl != Impl::fast_bf16))) {
               continue;
             }
-            // The row-grouping baseline: one-token bf16 dot products, and
-            // MXFP4 at bf16x2 and with int8 activations.
+            // The row-grouping baseline: one-token products of bf16 weights
+            // at fp32 and bf16, and MXFP4 at bf16x2 and with int8 activations.
             const bool mxfp4_runs = s.mxfp4 && (impl == Impl::fast_bf16x2 || impl == Impl::fast_int8act);
-            if (path == Path::grouped_rows && (t != 1 || (impl != Impl::fast_bf16 && !mxfp4_runs))) {
+            const bool bf16_rows = !s.mxfp4 && impl == Impl::fast_fp32;
+            if (path == Path::grouped_rows && (t != 1 || (impl != Impl::fast_bf16 && !mxfp4_runs && !bf16_rows))) {
               continue;
             }
             const std::string name = "linear/" + shape + "/" + impl_name(impl) + path_suffix(path) +

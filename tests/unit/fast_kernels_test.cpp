@@ -730,7 +730,7 @@ TEST_CASE("Fast linear: bf16 and fp32 weights match the reference on odd sizes",
   test::Rng rng(303);
   struct Shape { index_t n, k; };
   // 97 x 2880 is large enough to go to the thread pool at one token. At one
-  // token with bf16 dot products, bf16 rows are read one per call by default
+  // token, at every precision, bf16 rows are read one per call by default
   // and 4 per call after set_bf16_decode_rows(grouped): both are checked.
   for (const Shape s : {Shape{1, 1}, Shape{2, 17}, Shape{5, 32}, Shape{7, 33}, Shape{9, 100},
                         Shape{21, 2880}, Shape{97, 2880}}) {
@@ -746,6 +746,45 @@ TEST_CASE("Fast linear: bf16 and fp32 weights match the reference on odd sizes",
           check_linear_all_tiers(MatrixView<const bf16>(wb.view()), x, bias.view());
         }
         check_linear_all_tiers(MatrixView<const float>(wf.view()), x, bias.view());
+      }
+    }
+  }
+}
+
+TEST_CASE("Fast linear: a non-finite bf16 weight reaches only its own row", "[fast][linear]") {
+  // A row whose last chunk is partial (K = 33, 100) is followed in memory by
+  // the next row; that row's infinities must not leak into it (the row
+  // kernels read a partial chunk with a masked load), at one token (row
+  // streaming, one row or 4 per call) and at a batch.
+  test::Rng rng(313);
+  for (const index_t k : {index_t{33}, index_t{100}}) {
+    for (const index_t t_count : {index_t{1}, index_t{5}}) {
+      DYNAMIC_SECTION("K " << k << ", T " << t_count) {
+        const index_t n = 9;
+        Tensor<bf16, 2> w = test::random_bf16<2>(rng, {n, k}, -1.0f, 1.0f);
+        w(4, 0) = bf16::from_float(INFINITY);
+        w(4, 1) = bf16::from_float(-INFINITY);
+        const Tensor<float, 2> x = random_activations(rng, t_count, k);
+        Tensor<float, 2> y({t_count, n});
+        for (Isa isa : runnable_isas()) {
+          for (MatmulPrecision p : {MatmulPrecision::fp32, MatmulPrecision::bf16x2, MatmulPrecision::bf16}) {
+            for (const auto rows : {kernels::fast::Bf16DecodeRows::one, kernels::fast::Bf16DecodeRows::grouped}) {
+              ScopedIsaLimit limit(isa);
+              ScopedPrecision precision(p);
+              ScopedBf16DecodeRows scoped(rows);
+              INFO("isa " << isa_name(isa) << ", precision " << matmul_precision_name(p) << ", decode rows "
+                          << static_cast<int>(rows));
+              kernels::linear(cpu_fast{}, MatrixView<const bf16>(w.view()), VectorView<const bf16>{}, x.view(),
+                              y.view());
+              for (index_t t = 0; t < t_count; ++t) {
+                for (index_t r = 0; r < n; ++r) {
+                  INFO("token " << t << ", row " << r);
+                  CHECK(std::isfinite(y(t, r)) == (r != 4));
+                }
+              }
+            }
+          }
+        }
       }
     }
   }

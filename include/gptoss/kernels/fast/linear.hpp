@@ -9,7 +9,7 @@
 // linear_avx2.hpp, linear_portable.hpp), K cut into blocks whose activation
 // tile stays in L1 when several tokens share it; a micro-kernel call takes a
 // group of 4 rows (2 for AVX2 batches), except one-token products of bf16
-// weights with bf16 dot products, one row per call (Bf16DecodeRows). Each weight byte is read
+// weights on AVX-512, one row per call (Bf16DecodeRows). Each weight byte is read
 // from memory once per call (batch 1: exactly once; batches: once per row
 // block, reused from cache for every token tile). The activations are
 // repacked once per call into the order the micro-kernel's decoder produces.
@@ -118,16 +118,18 @@ inline constexpr int64_t kStealChunkBlocks = 4;
 inline constexpr int64_t kMaxGroupRows = 4;  // the largest R of any family
 inline constexpr int64_t kActivationTileBytes = 24 << 10;  // K-block: x tile kept in L1
 
-/// How a one-token product with bf16 weights walks its rows at the bf16 and
-/// bf16x2 precisions (AVX512_BF16 dot products). A bf16 row is long (5760
-/// bytes at K = 2880); reading one row per micro-kernel call (`one`, the
-/// default) gives each core a single forward stream, and whole-model decode
-/// at the bf16 precision is 4-7% faster than with 4 rows read side by
-/// side (`grouped`, as batches do; kept as the benchmarks' baseline).
-/// docs/performance.md, "One bf16 row at a time"; the one-row kernel keeps
-/// independent partial sums ("One bf16 row, partial sums"). The fp32 precision's
-/// kernels and 8-bit rows, which cost more arithmetic per byte, read 4 rows
-/// at a time: one row did not help them. MXFP4 rows: Mxfp4DecodeRows.
+/// How a one-token product with bf16 weights walks its rows on AVX-512, at
+/// the fp32, bf16 and bf16x2 precisions. A bf16 row is long (5760 bytes at
+/// K = 2880); reading one row per micro-kernel call (`one`, the default)
+/// gives each core a single forward stream, and whole-model decode at the
+/// bf16 precision is 4-7% faster than with 4 rows read side by side
+/// (`grouped`, as batches do; kept as the benchmarks' baseline).
+/// docs/performance.md, "One bf16 row at a time"; the one-row kernels keep
+/// independent partial sums ("One bf16 row, partial sums") and leave the
+/// stream to the hardware prefetchers, which is what made one row pay at
+/// the fp32 precision too ("A single bf16 row without software prefetch").
+/// 8-bit rows, which cost more arithmetic per byte, read 4 rows at a time.
+/// MXFP4 rows: Mxfp4DecodeRows.
 enum class Bf16DecodeRows : int { one = 1, grouped = 4 };
 
 inline std::atomic<int>& bf16_decode_rows_setting() noexcept {
@@ -394,13 +396,16 @@ struct Avx512Int8Int8 {
   }
 };
 
+/// bf16 weights x fp32 activations (the fp32 precision); OneTokenRows rows
+/// per call at one token (Bf16DecodeRows), 4 for batches.
+template <int OneTokenRows>
 struct Avx512DenseBf16F32 {
   using Rows = DenseRows<bf16>;
   using XElem = float;
   static constexpr int kLanes = 16, kMaxTokens = 4;
   static constexpr int64_t kChunk = 32;
   static constexpr bool kFlagsRows = false;
-  static constexpr int rows_for(int /*tokens*/) { return 4; }
+  static constexpr int rows_for(int tokens) { return tokens == 1 ? OneTokenRows : 4; }
   static int64_t chunks(int64_t k) { return (k + 31) / 32; }
   static int64_t packed_stride(int64_t k) { return chunks(k) * 32; }
   static void pack_token(const float* x, int64_t k, XElem* out) {
@@ -1037,6 +1042,18 @@ void run_bf16_dot_linear(const DenseRows<bf16>& rows, int64_t n, int64_t k, Vect
   }
 }
 
+/// Row streaming of bf16 weights at the fp32 precision: at one token, one
+/// row per micro-kernel call or a group of 4, as set_bf16_decode_rows says
+/// (batches always take groups).
+inline void run_bf16_f32_linear(const DenseRows<bf16>& rows, int64_t n, int64_t k, VectorView<const bf16> bias,
+                                MatrixView<const float> x, MatrixView<float> y) {
+  if (x.extent(0) == 1 && bf16_decode_rows() == Bf16DecodeRows::grouped) {
+    run_linear<Avx512DenseBf16F32<4>>(rows, n, k, bias, x, y, no_exact_rows);
+  } else {
+    run_linear<Avx512DenseBf16F32<1>>(rows, n, k, bias, x, y, no_exact_rows);
+  }
+}
+
 #endif  // GPTOSS_X86
 
 /// Reference-exact y[t0 : t0 + count, r] (float64 sum, as cpu_reference).
@@ -1115,7 +1132,7 @@ inline void linear(cpu_fast, const MatrixView<const bf16>& w, VectorView<const b
           fast::run_bf16_dot_linear<false>(rows, n, k, bias, x, y);
         }
       } else {
-        fast::run_linear<fast::Avx512DenseBf16F32>(rows, n, k, bias, x, y, none);
+        fast::run_bf16_f32_linear(rows, n, k, bias, x, y);
       }
       return;
     case Isa::avx2_fma:

@@ -138,6 +138,31 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulato
   }
 }
 
+/// The P partial sums of a row kernel (a[0] holds the call's accumulators,
+/// a[1..P) start at zero and are added into a[0] at the end).
+template <int P, int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void zero_partial_sums(__m512 (&a)[P][R][TT]) noexcept {
+#pragma GCC unroll 4
+  for (int p = 1; p < P; ++p) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) a[p][i][j] = _mm512_setzero_ps();
+    }
+  }
+}
+template <int P, int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void add_partial_sums(__m512 (&a)[P][R][TT]) noexcept {
+#pragma GCC unroll 4
+  for (int p = 1; p < P; ++p) {
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+#pragma GCC unroll 8
+      for (int j = 0; j < TT; ++j) a[0][i][j] = _mm512_add_ps(a[0][i][j], a[p][i][j]);
+    }
+  }
+}
+
 /// The same 512 bits seen as 32 bf16 (what vdpbf16ps takes).
 GPTOSS_TARGET_AVX512_BF16 inline __m512bh as_bf16x32(__m512i v) noexcept { return (__m512bh)v; }
 
@@ -835,41 +860,73 @@ GPTOSS_TARGET_AVX512 void int8_f32_tile_avx512(const Int8Rows& w, int64_t row, i
   store_accumulators(a, acc);
 }
 
+/// A chunk of 32 bf16 at p: a plain load when the chunk is whole (the row
+/// kernels' main loops pass the full mask as a constant), a masked load for
+/// a row's partial last chunk. A masked load in every chunk, its mask picked
+/// per chunk, read one-token bf16 rows 20-25% slower from memory at the
+/// fp32 precision (docs/performance.md, "A single bf16 row without software
+/// prefetch").
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline __m512i load_bf16_chunk(const bf16* p,
+                                                                                std::uint32_t mask) noexcept {
+  return mask == 0xffffffffu ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi16(mask, p);
+}
+
+/// Chunk c of dense_bf16_f32_tile_avx512 (rows [0, R) from base, K = k,
+/// its first chunk c0), added into sums; a group of rows (R > 1) prefetches
+/// the next group's line for it (a single row does not: see
+/// dense_bf16_bf16_chunk).
+template <int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void dense_bf16_f32_chunk(
+    const bf16* base, int64_t k, int64_t c0, int64_t c, std::uint32_t mask, const float* x, int64_t x_stride,
+    __m512 (&sums)[R][TT]) {
+  const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  __m512 even[R], odd[R];
+#pragma GCC unroll 8
+  for (int i = 0; i < R; ++i) {
+    const __m512i v = load_bf16_chunk(base + i * k + 32 * c, mask);
+    even[i] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    odd[i] = _mm512_castsi512_ps(_mm512_and_si512(v, high_half));
+  }
+  if constexpr (R > 1) prefetch_lines(base + R * k + 32 * R * (c - c0), R);
+#pragma GCC unroll 8
+  for (int j = 0; j < TT; ++j) {
+    const __m512 xe = _mm512_loadu_ps(x + j * x_stride + 32 * c);
+    const __m512 xo = _mm512_loadu_ps(x + j * x_stride + 32 * c + 16);
+#pragma GCC unroll 8
+    for (int i = 0; i < R; ++i) {
+      sums[i][j] = _mm512_fmadd_ps(even[i], xe, sums[i][j]);
+      sums[i][j] = _mm512_fmadd_ps(odd[i], xo, sums[i][j]);
+    }
+  }
+}
+
 /// bf16 weights x fp32 activations; chunks of 32 elements, x per chunk as
 /// 16 even-indexed then 16 odd-indexed elements (bf16 pairs widen to fp32 by
-/// a shift and a mask, no shuffle).
+/// a shift and a mask, no shuffle). Consecutive chunks go to kChains
+/// independent partial sums, added at the end, so that a pass of the loop
+/// keeps at least 4 sums in flight (one row and one token, the decode
+/// default: 4; docs/performance.md, "A single bf16 row without software
+/// prefetch").
 template <int R, int TT>
 GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, int64_t row,
                                                      int64_t c0, int64_t c1, const float* x,
                                                      int64_t x_stride, float* acc) {
+  constexpr int kChains = R * TT >= 4 ? 1 : 4 / (R * TT);
   const int64_t k = w.cols, full_chunks = k / 32;
   const std::uint32_t tail_mask = first_lanes32(k - 32 * full_chunks);
-  const __m512i high_half = _mm512_set1_epi32(static_cast<int>(0xffff0000u));
+  const auto mask_of = [&](int64_t c) { return c < full_chunks ? 0xffffffffu : tail_mask; };
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
-  __m512 a[R][TT];
-  load_accumulators(acc, a);
-  for (int64_t c = c0; c < c1; ++c) {
-    const std::uint32_t mask = c < full_chunks ? 0xffffffffu : tail_mask;
-    __m512 even[R], odd[R];
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-      const __m512i v = _mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c);
-      even[i] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
-      odd[i] = _mm512_castsi512_ps(_mm512_and_si512(v, high_half));
-    }
-    prefetch_lines(base + R * k + 32 * R * (c - c0), R);
-#pragma GCC unroll 8
-    for (int j = 0; j < TT; ++j) {
-      const __m512 xe = _mm512_loadu_ps(x + j * x_stride + 32 * c);
-      const __m512 xo = _mm512_loadu_ps(x + j * x_stride + 32 * c + 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i) {
-        a[i][j] = _mm512_fmadd_ps(even[i], xe, a[i][j]);
-        a[i][j] = _mm512_fmadd_ps(odd[i], xo, a[i][j]);
-      }
-    }
+  __m512 a[kChains][R][TT];
+  load_accumulators(acc, a[0]);
+  zero_partial_sums(a);
+  int64_t c = c0;
+  for (; c + kChains <= std::min(c1, full_chunks); c += kChains) {
+#pragma GCC unroll 4
+    for (int p = 0; p < kChains; ++p) dense_bf16_f32_chunk<R, TT>(base, k, c0, c + p, 0xffffffffu, x, x_stride, a[p]);
   }
-  store_accumulators(a, acc);
+  for (; c < c1; ++c) dense_bf16_f32_chunk<R, TT>(base, k, c0, c, mask_of(c), x, x_stride, a[0]);
+  add_partial_sums(a);
+  store_accumulators(a[0], acc);
 }
 
 /// Chunk c of dense_bf16_bf16_tile_avx512 (rows [0, R) from base, K = k,
@@ -887,7 +944,7 @@ GPTOSS_TARGET_AVX512_BF16 __attribute__((always_inline)) inline void dense_bf16_
   constexpr int kChunk = Split ? 64 : 32;  // uint16 per chunk of x
   __m512bh wv[R];
 #pragma GCC unroll 8
-  for (int i = 0; i < R; ++i) wv[i] = as_bf16x32(_mm512_maskz_loadu_epi16(mask, base + i * k + 32 * c));
+  for (int i = 0; i < R; ++i) wv[i] = as_bf16x32(load_bf16_chunk(base + i * k + 32 * c, mask));
   if constexpr (R > 1) prefetch_lines(base + R * k + 32 * R * (c - c0), R);
 #pragma GCC unroll 8
   for (int j = 0; j < TT; ++j) {
@@ -924,30 +981,16 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[kChains][R][TT];
   load_accumulators(acc, a[0]);
-#pragma GCC unroll 4
-  for (int p = 1; p < kChains; ++p) {
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-      for (int j = 0; j < TT; ++j) a[p][i][j] = _mm512_setzero_ps();
-    }
-  }
+  zero_partial_sums(a);
   int64_t c = c0;
-  for (; c + kChains <= c1; c += kChains) {
+  for (; c + kChains <= std::min(c1, full_chunks); c += kChains) {
 #pragma GCC unroll 4
     for (int p = 0; p < kChains; ++p) {
-      dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c + p, mask_of(c + p), x, x_stride, a[p]);
+      dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c + p, 0xffffffffu, x, x_stride, a[p]);
     }
   }
   for (; c < c1; ++c) dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c, mask_of(c), x, x_stride, a[0]);
-#pragma GCC unroll 4
-  for (int p = 1; p < kChains; ++p) {
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-      for (int j = 0; j < TT; ++j) a[0][i][j] = _mm512_add_ps(a[0][i][j], a[p][i][j]);
-    }
-  }
+  add_partial_sums(a);
   store_accumulators(a[0], acc);
 }
 
