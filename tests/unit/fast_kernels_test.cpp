@@ -755,10 +755,11 @@ TEST_CASE("Fast linear: a non-finite bf16 weight reaches only its own row", "[fa
   // A row whose last chunk is partial (K = 33, 100) is followed in memory by
   // the next row; that row's infinities must not leak into it (the row
   // kernels read a partial chunk with a masked load), at one token (row
-  // streaming, one row or 4 per call) and at a batch.
+  // streaming, one row or 4 per call), at a small batch (4-row groups) and
+  // at a batch large enough for panels.
   test::Rng rng(313);
   for (const index_t k : {index_t{33}, index_t{100}}) {
-    for (const index_t t_count : {index_t{1}, index_t{5}}) {
+    for (const index_t t_count : {index_t{1}, index_t{5}, kernels::fast::kPanelMinTokens + 1}) {
       DYNAMIC_SECTION("K " << k << ", T " << t_count) {
         const index_t n = 9;
         Tensor<bf16, 2> w = test::random_bf16<2>(rng, {n, k}, -1.0f, 1.0f);
