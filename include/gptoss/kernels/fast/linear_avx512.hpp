@@ -138,27 +138,24 @@ GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void store_accumulato
   }
 }
 
-/// The P partial sums of a row kernel (a[0] holds the call's accumulators,
-/// a[1..P) start at zero and are added into a[0] at the end).
-template <int P, int R, int TT>
-GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void zero_partial_sums(__m512 (&a)[P][R][TT]) noexcept {
+/// The P partial sums of a row kernel: a[0] holds the call's accumulators,
+/// a[1..P) start at zero (PartialSums::start) and are added into a[0] at the
+/// end (PartialSums::finish).
+enum class PartialSums { start, finish };
+template <PartialSums Step, int P, int R, int TT>
+GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void partial_sums(__m512 (&a)[P][R][TT]) noexcept {
 #pragma GCC unroll 4
   for (int p = 1; p < P; ++p) {
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
 #pragma GCC unroll 8
-      for (int j = 0; j < TT; ++j) a[p][i][j] = _mm512_setzero_ps();
-    }
-  }
-}
-template <int P, int R, int TT>
-GPTOSS_TARGET_AVX512 __attribute__((always_inline)) inline void add_partial_sums(__m512 (&a)[P][R][TT]) noexcept {
-#pragma GCC unroll 4
-  for (int p = 1; p < P; ++p) {
-#pragma GCC unroll 8
-    for (int i = 0; i < R; ++i) {
-#pragma GCC unroll 8
-      for (int j = 0; j < TT; ++j) a[0][i][j] = _mm512_add_ps(a[0][i][j], a[p][i][j]);
+      for (int j = 0; j < TT; ++j) {
+        if constexpr (Step == PartialSums::start) {
+          a[p][i][j] = _mm512_setzero_ps();
+        } else {
+          a[0][i][j] = _mm512_add_ps(a[0][i][j], a[p][i][j]);
+        }
+      }
     }
   }
 }
@@ -918,14 +915,14 @@ GPTOSS_TARGET_AVX512 void dense_bf16_f32_tile_avx512(const DenseRows<bf16>& w, i
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[kChains][R][TT];
   load_accumulators(acc, a[0]);
-  zero_partial_sums(a);
+  partial_sums<PartialSums::start>(a);
   int64_t c = c0;
   for (; c + kChains <= std::min(c1, full_chunks); c += kChains) {
 #pragma GCC unroll 4
     for (int p = 0; p < kChains; ++p) dense_bf16_f32_chunk<R, TT>(base, k, c0, c + p, 0xffffffffu, x, x_stride, a[p]);
   }
   for (; c < c1; ++c) dense_bf16_f32_chunk<R, TT>(base, k, c0, c, mask_of(c), x, x_stride, a[0]);
-  add_partial_sums(a);
+  partial_sums<PartialSums::finish>(a);
   store_accumulators(a[0], acc);
 }
 
@@ -981,7 +978,7 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
   const bf16* base = w.data + row * k;  // rows [row, row + R) all exist
   __m512 a[kChains][R][TT];
   load_accumulators(acc, a[0]);
-  zero_partial_sums(a);
+  partial_sums<PartialSums::start>(a);
   int64_t c = c0;
   for (; c + kChains <= std::min(c1, full_chunks); c += kChains) {
 #pragma GCC unroll 4
@@ -990,7 +987,7 @@ GPTOSS_TARGET_AVX512_BF16 void dense_bf16_bf16_tile_avx512(const DenseRows<bf16>
     }
   }
   for (; c < c1; ++c) dense_bf16_bf16_chunk<R, TT, Split>(base, k, c0, c, mask_of(c), x, x_stride, a[0]);
-  add_partial_sums(a);
+  partial_sums<PartialSums::finish>(a);
   store_accumulators(a[0], acc);
 }
 
