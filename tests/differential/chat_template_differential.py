@@ -35,7 +35,9 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources
+from differential_report import Differences, seeds_or_default  # noqa: E402 (this directory)
 
 try:
     import jinja2
@@ -238,7 +240,7 @@ def main():
     parser.add_argument("--cases", type=int, default=1500, help="argument sets per seed")
     parser.add_argument("--seed", type=int, action="append", help="seeds (default: 1 and a fresh one)")
     options = parser.parse_args()
-    seeds = options.seed or [1, int(time.time_ns() % 2**31)]
+    seeds = seeds_or_default(options.seed)
     render = template_renderer(options.template, DATE)
 
     # The oracle first reproduces the recorded template renders.
@@ -253,7 +255,7 @@ def main():
             sys.exit(f"chat_template_differential: the Jinja2 oracle does not reproduce {case['name']}")
     print(f"oracle reproduces the {len(recorded)} recorded template renders")
 
-    failures = 0
+    differences = Differences("chat_template_differential", "differences", shown=5)
     with tempfile.TemporaryDirectory() as work:
         for seed in seeds:
             generator = Generator(seed)
@@ -263,14 +265,11 @@ def main():
             for index, (kwargs, result) in enumerate(zip(kwargs_list, got)):
                 expected = render(kwargs)
                 refused += "error" in expected
-                if not agree(expected, result):
-                    failures += 1
-                    if failures <= 5:
-                        print(f"DIFFERENCE seed {seed} case {index}: {json.dumps(kwargs)}\n"
-                              f"  template {json.dumps(expected)}\n  gptoss   {json.dumps(result)}")
+                differences.compare(agree(expected, result), lambda: f"DIFFERENCE seed {seed} case {index}: "
+                                    f"{json.dumps(kwargs)}\n  template {json.dumps(expected)}\n"
+                                    f"  gptoss   {json.dumps(result)}")
             print(f"seed {seed}: {len(kwargs_list)} argument sets, {refused} refused by the template")
-    print(f"chat_template_differential: {failures} differences")
-    return 1 if failures else 0
+    return differences.exit_code()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 import unicodedata
+
+sys.dont_write_bytecode = True  # no __pycache__ beside the sources
+from differential_report import Differences, seeds_or_default  # noqa: E402 (this directory)
 
 try:
     import regex
@@ -198,10 +200,10 @@ def main():
     parser.add_argument("--strings", type=int, default=5000, help="strings per seed")
     parser.add_argument("--seed", type=int, action="append", help="seeds (default: 1 and a fresh one)")
     options = parser.parse_args()
-    seeds = options.seed or [1, int(time.time_ns() % 2**31)]
+    seeds = seeds_or_default(options.seed)
 
     reference = ReferenceEncoder(options.tokenizer)
-    failures = 0
+    mismatches = Differences("tokenizer_differential", "mismatches", shown=10)
     with tempfile.TemporaryDirectory() as work:
         for seed in seeds:
             rng = random.Random(seed)
@@ -218,14 +220,10 @@ def main():
                 mode = "--ordinary" if ordinary else "specials"
                 for index, (text, ids) in enumerate(zip(texts, got)):
                     expected = reference.encode(text, specials=not ordinary)
-                    if ids != expected:
-                        failures += 1
-                        if failures <= 10:
-                            print(f"MISMATCH seed {seed} string {index} ({mode}): {text!r}\n"
-                                  f"  reference {expected}\n  gptoss    {ids}")
+                    mismatches.compare(ids == expected, lambda: f"MISMATCH seed {seed} string {index} ({mode}): "
+                                       f"{text!r}\n  reference {expected}\n  gptoss    {ids}")
             print(f"seed {seed}: {len(texts)} strings, both modes compared")
-    print(f"tokenizer_differential: {failures} mismatches")
-    return 1 if failures else 0
+    return mismatches.exit_code()
 
 
 if __name__ == "__main__":
